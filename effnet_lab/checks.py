@@ -1,0 +1,59 @@
+"""Argument checks that fail early, with the parameter's name in the message.
+
+A student who types ``phi=float('nan')`` or ``width=0`` should read "phi must be a finite
+number, got nan", not a shape error twenty frames deep inside PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    exclusive_minimum: float | None = None,
+) -> float:
+    """Return ``value`` as a float, or raise a TypeError/ValueError naming ``name``.
+
+    ``minimum`` allows equality (alpha >= 1); ``exclusive_minimum`` does not (width > 0).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {number}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    if exclusive_minimum is not None and number <= exclusive_minimum:
+        raise ValueError(f"{name} must be greater than {exclusive_minimum}, got {number}")
+    return number
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an int (whole floats such as 3.0 are accepted), or raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+    else:
+        if not math.isfinite(float(value)) or float(value) != int(value):
+            raise ValueError(f"{name} must be a whole number, got {value}")
+        number = int(value)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, or raise a ValueError listing them."""
+    choices = list(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {choices}, got {value!r} ({type(value).__name__})")
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
+    return value
