@@ -13,21 +13,29 @@ this module, and nothing else, about the environment:
 - ``EFFNET_LAB_RESULTS``: where runs, checkpoints and sweep tables are written (default:
   ``runs/`` in a checkout, otherwise ``~/effnet_lab_runs``). On Colab, point it at a mounted
   Drive folder to survive disconnects.
+- ``EFFNET_LAB_OFFLINE=1``: never try the internet (``is_online()`` answers False at once).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
+from .checks import check_int, check_number
+
 QUICK_ENV = "EFFNET_LAB_QUICK"
 DATA_ENV = "EFFNET_LAB_DATA"
 CACHE_ENV = "EFFNET_LAB_CACHE"
 RESULTS_ENV = "EFFNET_LAB_RESULTS"
+OFFLINE_ENV = "EFFNET_LAB_OFFLINE"
+# Where the downloads a lesson might want come from (torchvision's weights and datasets).
+ONLINE_PROBE = ("download.pytorch.org", 443)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -116,3 +124,39 @@ def in_colab() -> bool:
     except ImportError:
         return False
     return True
+
+
+def is_online(timeout: float = 2.0, host: str = ONLINE_PROBE[0], port: int = ONLINE_PROBE[1]) -> bool:
+    """True when ``host`` accepts a connection within ``timeout`` seconds.
+
+    The guard for every notebook cell that needs the internet (a download, a URL): such a
+    cell runs its download under ``if settings.is_online():`` and otherwise says what to do
+    instead, so that a lesson never hangs or fails on an offline machine. The answer is
+    cached per host (a lesson asks many times; restart the kernel after going online), and
+    ``EFFNET_LAB_OFFLINE=1`` answers False without trying.
+    """
+    timeout = check_number("timeout", timeout, exclusive_minimum=0.0)
+    port = check_int("port", port, minimum=1)
+    if os.environ.get(OFFLINE_ENV, "").strip().lower() in _TRUE:
+        return False
+    return _reachable(str(host), port, timeout)
+
+
+@lru_cache(maxsize=None)
+def _reachable(host: str, port: int, timeout: float) -> bool:
+    done, answer = threading.Event(), []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answer.append(True)
+        except OSError:
+            pass
+        finally:
+            done.set()
+
+    # A daemon thread: the socket timeout does not cover the DNS look-up, which can hang on
+    # a broken network; this wait does, and a stuck look-up is left behind, not waited for.
+    threading.Thread(target=connect, daemon=True, name="effnet_lab.is_online").start()
+    done.wait(timeout)
+    return bool(answer)

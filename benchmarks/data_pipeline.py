@@ -1,0 +1,165 @@
+"""What does feeding the network cost? An epoch with real loading against one pre-made batch.
+
+Two ways to run the same number of training steps of the quick-mode model:
+
+- ``real``: each step gets its batch from ``DeviceLoader``: index the uint8 images held on
+  the device, random crop, flip, normalise, resize, memory format (what ``train`` does);
+- ``premade``: each step reuses one batch made beforehand (no loading at all).
+
+The two alternate, round after round, and the overhead is median(real) / median(premade) - 1.
+The loader alone (batches made, no training) is timed too. Without CIFAR at hand
+(``EFFNET_LAB_DATA`` unset and nothing found), random images of the same shape stand in:
+the loader's cost does not depend on the pixel values.
+
+    PYTHONPATH=. python benchmarks/data_pipeline.py --out results/data-pipeline-cpu.json
+    PYTHONPATH=. python benchmarks/data_pipeline.py --steps 10 --rounds 3   # a minute on a CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import effnet_lab  # noqa: E402
+from effnet_lab import settings  # noqa: E402
+from effnet_lab.data import CifarData, DeviceLoader, load_cifar  # noqa: E402
+from effnet_lab.train import QUICK_MODEL, QUICK_TRAIN, build_model  # noqa: E402
+
+
+def get_data(per_class: int) -> CifarData:
+    try:
+        data = load_cifar("cifar10", progress=False, download=False)
+    except FileNotFoundError:
+        generator = torch.Generator().manual_seed(0)
+        images = lambda n: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)  # noqa: E731
+        data = CifarData("cifar10", images(50_000), torch.arange(50_000) % 10, images(10_000),
+                         torch.arange(10_000) % 10, [str(i) for i in range(10)], source="synthetic random images")
+    return data.subset(per_class, seed=0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=QUICK_TRAIN["batch_size"])
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--per-class", type=int, default=QUICK_TRAIN["subset_per_class"],
+                        help="training images per class (the epoch)")
+    parser.add_argument("--steps", type=int, help="steps per round (default: one epoch of the subset)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--width", type=float, default=QUICK_MODEL["width"])
+    parser.add_argument("--depth", type=float, default=QUICK_MODEL["depth"])
+    parser.add_argument("--device", help="default: the GPU when there is one")
+    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "resolution", "per_class", "steps", "rounds", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else settings.default_device()
+    on_cuda = device.type == "cuda"
+    torch.manual_seed(0)
+
+    data = get_data(args.per_class)
+    loader = DeviceLoader.from_data(data, "train", args.batch_size, resolution=args.resolution, device=device,
+                                    channels_last=on_cuda)
+    steps = min(args.steps or len(loader), len(loader))
+    spec = dict(QUICK_MODEL, width=args.width, depth=args.depth)
+    model = build_model(**spec).to(device)
+    if on_cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+
+    def step(images, labels):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+            loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def sync():
+        if on_cuda:
+            torch.cuda.synchronize(device)
+
+    def real() -> float:
+        sync()
+        start = time.perf_counter()
+        for i, (images, labels) in enumerate(loader):
+            if i == steps:
+                break
+            step(images, labels)
+        sync()
+        return time.perf_counter() - start
+
+    premade_batch = next(iter(loader))
+
+    def premade() -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(*premade_batch)
+        sync()
+        return time.perf_counter() - start
+
+    def loader_only() -> float:
+        sync()
+        start = time.perf_counter()
+        for i, (images, labels) in enumerate(loader):
+            if i == steps:
+                break
+        sync()
+        return time.perf_counter() - start
+
+    for _ in range(2 if on_cuda else 1):  # warm-up
+        step(*premade_batch)
+    times = {"real": [], "premade": [], "loader_only": []}
+    for r in range(args.rounds):
+        order = ["real", "premade"] if r % 2 == 0 else ["premade", "real"]
+        for name in order:
+            times[name].append({"real": real, "premade": premade}[name]())
+        times["loader_only"].append(loader_only())
+    median = {name: statistics.median(values) for name, values in times.items()}
+    overhead = median["real"] / median["premade"] - 1
+
+    info = {
+        "benchmark": "data_pipeline", "device": settings.device_name(device), "torch": torch.__version__,
+        "python": platform.python_version(), "effnet_lab": effnet_lab.__version__, "git_commit": settings.git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", *sys.argv]), "data": data.source, "model": spec,
+        "batch_size": args.batch_size, "resolution": args.resolution, "steps_per_round": steps,
+        "rounds": args.rounds, "precision": "bf16 autocast" if on_cuda else "fp32",
+        "seconds": times, "median_seconds": median, "overhead": overhead,
+        "loader_share_of_premade_epoch": median["loader_only"] / median["premade"],
+    }
+    print(f"{info['device']}, torch {info['torch']}, data: {data.source}")
+    print(f"quick model (width {args.width}, depth {args.depth}), {args.resolution} px, batch {args.batch_size}, "
+          f"{steps} steps per round, {args.rounds} rounds")
+    print(f"  real loading + augmentation: {median['real']:.3f} s per epoch (median)")
+    print(f"  one pre-made batch:          {median['premade']:.3f} s")
+    print(f"  the loader alone:            {median['loader_only']:.4f} s ({1000 * median['loader_only'] / steps:.2f} ms per batch)")
+    print(f"  overhead of real loading:    {overhead:+.1%} of the epoch")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, out)
+        print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

