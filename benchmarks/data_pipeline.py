@@ -38,6 +38,17 @@ from effnet_lab.data import CifarData, DeviceLoader, load_cifar  # noqa: E402
 from effnet_lab.train import QUICK_MODEL, QUICK_TRAIN, build_model  # noqa: E402
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def get_data(per_class: int) -> CifarData:
     try:
         data = load_cifar("cifar10", progress=False, download=False)
@@ -52,7 +63,7 @@ def get_data(per_class: int) -> CifarData:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=QUICK_TRAIN["batch_size"])
-    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--resolution", type=int, default=QUICK_TRAIN["resolution"])
     parser.add_argument("--per-class", type=int, default=QUICK_TRAIN["subset_per_class"],
                         help="training images per class (the epoch)")
     parser.add_argument("--steps", type=int, help="steps per round (default: one epoch of the subset)")
@@ -61,6 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--depth", type=float, default=QUICK_MODEL["depth"])
     parser.add_argument("--device", help="default: the GPU when there is one")
     parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
+                        help="cpu: this process's CPU time (with --threads 1, robust on a machine shared with other jobs)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     for name in ("batch_size", "resolution", "per_class", "steps", "rounds", "threads"):
@@ -70,18 +83,24 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else settings.default_device()
+    if args.timer == "cpu" and device.type == "cuda":
+        parser.error("--timer cpu measures the CPU's work: use it on a CPU only")
     on_cuda = device.type == "cuda"
     torch.manual_seed(0)
 
     data = get_data(args.per_class)
     loader = DeviceLoader.from_data(data, "train", args.batch_size, resolution=args.resolution, device=device,
-                                    channels_last=on_cuda)
+                                    channels_last=True)
     steps = min(args.steps or len(loader), len(loader))
     spec = dict(QUICK_MODEL, width=args.width, depth=args.depth)
     model = build_model(**spec).to(device)
     if on_cuda:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    # Learning rate 0: the same arithmetic in both modes on the same weights. With learning,
+    # the network memorises the one pre-made batch and its gradients shrink (denormal
+    # numbers are slow on CPUs): on the CPU here, pre-made epochs then ran 2-4% slower
+    # than real ones, which hides the loader's cost.
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, nesterov=True)
 
     def step(images, labels):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
@@ -94,34 +113,36 @@ def main(argv=None) -> int:
         if on_cuda:
             torch.cuda.synchronize(device)
 
+    clock = time.process_time if args.timer == "cpu" else time.perf_counter
+
     def real() -> float:
         sync()
-        start = time.perf_counter()
+        start = clock()
         for i, (images, labels) in enumerate(loader):
             if i == steps:
                 break
             step(images, labels)
         sync()
-        return time.perf_counter() - start
+        return clock() - start
 
     premade_batch = next(iter(loader))
 
     def premade() -> float:
         sync()
-        start = time.perf_counter()
+        start = clock()
         for _ in range(steps):
             step(*premade_batch)
         sync()
-        return time.perf_counter() - start
+        return clock() - start
 
     def loader_only() -> float:
         sync()
-        start = time.perf_counter()
+        start = clock()
         for i, (images, labels) in enumerate(loader):
             if i == steps:
                 break
         sync()
-        return time.perf_counter() - start
+        return clock() - start
 
     for _ in range(2 if on_cuda else 1):  # warm-up
         step(*premade_batch)
@@ -133,15 +154,18 @@ def main(argv=None) -> int:
         times["loader_only"].append(loader_only())
     median = {name: statistics.median(values) for name, values in times.items()}
     overhead = median["real"] / median["premade"] - 1
+    # Real and premade epochs of one round run back to back: their ratio, per round, is less
+    # sensitive to a machine whose speed drifts.
+    paired = statistics.median(r / p for r, p in zip(times["real"], times["premade"])) - 1
 
     info = {
-        "benchmark": "data_pipeline", "device": settings.device_name(device), "torch": torch.__version__,
+        "benchmark": "data_pipeline", "device": settings.device_name(device), "cpu": cpu_name(), "torch": torch.__version__,
         "python": platform.python_version(), "effnet_lab": effnet_lab.__version__, "git_commit": settings.git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", *sys.argv]), "data": data.source, "model": spec,
         "batch_size": args.batch_size, "resolution": args.resolution, "steps_per_round": steps,
-        "rounds": args.rounds, "precision": "bf16 autocast" if on_cuda else "fp32",
-        "seconds": times, "median_seconds": median, "overhead": overhead,
+        "rounds": args.rounds, "timer": args.timer, "precision": "bf16 autocast" if on_cuda else "fp32",
+        "seconds": times, "median_seconds": median, "overhead": overhead, "paired_overhead": paired,
         "loader_share_of_premade_epoch": median["loader_only"] / median["premade"],
     }
     print(f"{info['device']}, torch {info['torch']}, data: {data.source}")
@@ -150,7 +174,8 @@ def main(argv=None) -> int:
     print(f"  real loading + augmentation: {median['real']:.3f} s per epoch (median)")
     print(f"  one pre-made batch:          {median['premade']:.3f} s")
     print(f"  the loader alone:            {median['loader_only']:.4f} s ({1000 * median['loader_only'] / steps:.2f} ms per batch)")
-    print(f"  overhead of real loading:    {overhead:+.1%} of the epoch")
+    print(f"  overhead of real loading:    {overhead:+.1%} of the epoch (paired by round: {paired:+.1%}; "
+          f"the loader alone: {info['loader_share_of_premade_epoch']:.1%})")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

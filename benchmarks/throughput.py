@@ -7,9 +7,10 @@ after round in rotating order, so that a busy machine slows all three alike; the
 round of each is reported, with the ratios effnet_lab / timm and effnet_lab / torchvision.
 
 Two configurations: ``imagenet`` (224 px, the standard stem) and ``cifar`` (32 px, the cifar
-stem: stride 8, patched into timm's and torchvision's models the same way). On CUDA the
-steps run under bf16 autocast with channels_last (``--fp32``, ``--no-channels-last`` to
-change that) and, with ``--compile``, through ``torch.compile``.
+stem: stride 8, patched into timm's and torchvision's models the same way). Tensors are
+channels_last, as in ``effnet_lab.train`` (``--no-channels-last`` for NCHW); on CUDA the
+steps run under bf16 autocast (``--fp32`` to turn it off) and, with ``--compile``, through
+``torch.compile``.
 
     PYTHONPATH=. python benchmarks/throughput.py --out results/throughput-cpu.json
     PYTHONPATH=. python benchmarks/throughput.py --config cifar --steps 2 --rounds 3   # a minute on a CPU
@@ -76,7 +77,7 @@ def measure(config: str, args, device: torch.device) -> dict:
     difference = check_identical(models, resolution)
     on_cuda = device.type == "cuda"
     amp = on_cuda and not args.fp32
-    channels_last = on_cuda and not args.no_channels_last
+    channels_last = not args.no_channels_last  # as train() does, on a GPU and on a CPU
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     generator = torch.Generator().manual_seed(0)
@@ -101,6 +102,7 @@ def measure(config: str, args, device: torch.device) -> dict:
         if on_cuda:
             torch.cuda.synchronize(device)
 
+    clock = time.process_time if args.timer == "cpu" else time.perf_counter
     for name, step in steps.items():  # warm-up: allocator, cuDNN autotuning, compilation
         for _ in range(args.warmup):
             step()
@@ -111,27 +113,48 @@ def measure(config: str, args, device: torch.device) -> dict:
         order = names[r % len(names):] + names[: r % len(names)]  # rotate who goes first
         for name in order:
             sync()
-            start = time.perf_counter()
+            start = clock()
             for _ in range(args.steps):
                 steps[name]()
             sync()
-            rounds[name].append(args.steps * batch / (time.perf_counter() - start))
+            rounds[name].append(args.steps * batch / (clock() - start))
     median = {name: statistics.median(values) for name, values in rounds.items()}
     result = {
         "config": config, "resolution": resolution, "batch_size": batch, "steps_per_round": args.steps,
-        "rounds": args.rounds, "precision": "bf16 autocast" if amp else "fp32",
+        "rounds": args.rounds, "timer": args.timer, "precision": "bf16 autocast" if amp else "fp32",
         "memory_format": "channels_last" if channels_last else "contiguous (NCHW)", "compile": args.compile,
         "max_output_difference": difference, "images_per_second": median, "all_rounds": rounds,
         "ratio_effnet_lab_vs_timm": median["effnet_lab"] / median["timm"],
         "ratio_effnet_lab_vs_torchvision": median["effnet_lab"] / median["torchvision"],
+        # Each round measures the three back to back: the median of the per-round ratios is
+        # less sensitive to a machine whose speed drifts than the ratio of the medians.
+        "paired_ratio_effnet_lab_vs_timm": paired(rounds, "timm"),
+        "paired_ratio_effnet_lab_vs_torchvision": paired(rounds, "torchvision"),
     }
     print(f"\n{config}: {resolution} px, batch {batch}, {result['precision']}, {result['memory_format']}"
           f"{', compiled' if args.compile else ''} (outputs agree to {difference:.1e})")
     for name, value in median.items():
         print(f"  {name:>12}: {value:8.1f} images/s  (rounds: {', '.join(f'{v:.1f}' for v in rounds[name])})")
-    print(f"  effnet_lab / timm = {result['ratio_effnet_lab_vs_timm']:.3f}, "
-          f"effnet_lab / torchvision = {result['ratio_effnet_lab_vs_torchvision']:.3f}")
+    print(f"  effnet_lab / timm = {result['ratio_effnet_lab_vs_timm']:.3f} "
+          f"(paired by round: {result['paired_ratio_effnet_lab_vs_timm']:.3f}), "
+          f"effnet_lab / torchvision = {result['ratio_effnet_lab_vs_torchvision']:.3f} "
+          f"(paired: {result['paired_ratio_effnet_lab_vs_torchvision']:.3f})")
     return result
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def paired(rounds: dict, other: str) -> float:
+    return statistics.median(a / b for a, b in zip(rounds["effnet_lab"], rounds[other]))
 
 
 def provenance(device: torch.device) -> dict:
@@ -139,7 +162,7 @@ def provenance(device: torch.device) -> dict:
     import torchvision
 
     return {
-        "device": settings.device_name(device), "cpu": platform.processor() or platform.machine(),
+        "device": settings.device_name(device), "cpu": cpu_name(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
         "python": platform.python_version(), "effnet_lab": effnet_lab.__version__,
         "git_commit": settings.git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -153,12 +176,14 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, help="default: 32 (cifar) / 8 (224 px) on a CPU, 256 / 128 on a GPU")
     parser.add_argument("--steps", type=int, default=None, help="training steps per model per round (default: 2 CPU, 20 GPU)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 CPU, 10 GPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 2 CPU, 10 GPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile all three")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument("--device", help="default: the GPU when there is one")
     parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
+                        help="cpu: this process's CPU time (with --threads 1, robust on a machine shared with other jobs)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     for name in ("batch_size", "steps", "rounds", "warmup", "threads"):
@@ -169,7 +194,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.steps = args.steps or (20 if device.type == "cuda" else 2)
-    args.warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
+    args.warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 2)
+    if args.timer == "cpu" and device.type == "cuda":
+        parser.error("--timer cpu measures the CPU's work: use it on a CPU only")
     torch.manual_seed(0)
     info = provenance(device)
     print(f"{info['device']}, torch {info['torch']}, timm {info['timm']}, torchvision {info['torchvision']}")

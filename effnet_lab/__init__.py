@@ -1,7 +1,10 @@
 """effnet_lab: EfficientNet, built to be read, scaled and trained on CIFAR.
 
-The modules follow the lessons: ``layers`` (the blocks), ``scaling`` (compound scaling),
-``model`` (the builder and the B0-B7 family), ``profile`` (parameters, MACs, latency).
+The modules follow the lessons: ``nas`` (the search that found B0), ``layers`` (the blocks),
+``scaling`` (compound scaling), ``model`` (the builder, B0-B7 and Lite0-4), ``profile``
+(parameters, MACs, latency), ``data`` and ``train`` (CIFAR and the training engine),
+``experiments`` and ``plots`` (the scaling sweeps), ``pretrained`` and ``transfer``
+(ImageNet weights offline). The command line: ``python -m effnet_lab --help``.
 Only PyTorch is needed to import it; front-end packages (torchinfo, ipywidgets, seaborn,
 timm) are imported where they are used.
 """
@@ -27,6 +30,15 @@ from .model import (
     from_timm,
     from_torchvision,
     variant_config,
+)
+from .pretrained import (
+    classify,
+    efficientnet_lite0,
+    efficientnet_lite1,
+    efficientnet_lite2,
+    efficientnet_lite3,
+    efficientnet_lite4,
+    imagenet_categories,
 )
 from .profile import count_flops, count_macs, count_params, measure_latency, summary
 from .scaling import (

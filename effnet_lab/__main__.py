@@ -24,7 +24,10 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m effnet_lab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m effnet_lab",
+        description="effnet_lab's commands; 'python -m effnet_lab <command> --help' describes each.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for module_name in COMMANDS.values():
         importlib.import_module(module_name).add_parser(subparsers)

@@ -473,18 +473,24 @@ def load_cifar(
 # --- the device-resident loader ----------------------------------------------------
 
 
-def random_crop(images: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
+def random_crop(images: torch.Tensor, offsets: torch.Tensor, padding: int, flips: torch.Tensor | None = None) -> torch.Tensor:
     """Pad a batch by ``padding`` pixels of zeros and cut each image back to its size at its own
-    (row, column) offset in ``0..2*padding``: the classic CIFAR augmentation, for a whole batch
-    in one indexing operation."""
-    batch, _, height, width = images.shape
+    (row, column) offset in ``0..2*padding``, mirrored left-right where ``flips`` is True: the
+    classic CIFAR augmentation, for a whole batch in one gather.
+
+    A mirrored crop is the same window read right to left, so flipping only changes the
+    column indices: crop and flip cost one pass over the pixels together."""
+    batch, channels, height, width = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
+    columns = torch.arange(width, device=images.device)
+    if flips is not None:
+        columns = torch.where(flips[:, None], width - 1 - columns, columns)  # (batch, width)
     rows = offsets[:, :1] + torch.arange(height, device=images.device)  # (batch, height)
-    cols = offsets[:, 1:] + torch.arange(width, device=images.device)  # (batch, width)
-    index = torch.arange(batch, device=images.device)[:, None, None]
-    # Advanced indexing gives (batch, height, width, channels): permute back, which leaves
-    # the tensor in channels_last memory order (free for the GPU path).
-    return padded[index, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    columns = offsets[:, 1:] + columns  # (batch, width)
+    # Index of each output pixel in the flattened padded image, the same for every channel.
+    index = (rows[:, :, None] * (width + 2 * padding) + columns[:, None, :]).flatten(1)
+    out = padded.flatten(2).gather(2, index[:, None, :].expand(batch, channels, height * width))
+    return out.view(batch, channels, height, width)
 
 
 class DeviceLoader:
@@ -583,9 +589,7 @@ class DeviceLoader:
             index = order[start : start + self.batch_size][self.rank :: self.world_size]
             images = self.images[index]
             if self.train and self.augment:
-                if self.padding:
-                    images = random_crop(images, offsets[index], self.padding)
-                images = torch.where(flips[index, None, None, None], images.flip(3), images)
+                images = random_crop(images, offsets[index], self.padding, flips[index])
             yield self._finish(images), self.labels[index]
 
     def _finish(self, images: torch.Tensor) -> torch.Tensor:

@@ -112,11 +112,8 @@ def _by_model(frame):
 
 
 def _family_curve(models, family: str):
-    """The baseline followed by ``family``'s models, in order of cost."""
-    import pandas as pd
-
-    chosen = models[models["family"].isin(["baseline", family])]
-    return pd.concat([chosen[chosen["family"] == "baseline"], chosen[chosen["family"] == family]]).sort_values("mmacs")
+    """The baseline and ``family``'s models, in order of cost: every family's curve starts at phi = 0."""
+    return models[models["family"].isin(["baseline", family])].sort_values("mmacs")
 
 
 def _log_mmacs_axis(ax) -> None:
@@ -189,17 +186,16 @@ def plot_single_axis(results):
         raise ValueError("no single-axis (width, depth or resolution) rows in these results")
     fig, axes = plt.subplots(1, len(axes_present), figsize=(4.6 * len(axes_present), 4.4), sharey=True,
                              layout="constrained", squeeze=False)
-    factor_column = {"width": "width", "depth": "depth", "resolution": "resolution"}
     baseline = frame[frame["family"] == "baseline"]
     for ax, axis in zip(axes[0], axes_present):
         curve = _family_curve(models, axis)
         _draw_curve(ax, curve, FAMILY_COLORS[axis], FAMILY_MARKERS[axis], None)
-        base_value = float(baseline[factor_column[axis]].iloc[0]) if len(baseline) else None
+        base_value = float(baseline[axis].iloc[0]) if len(baseline) else None
         for number, (_, point) in enumerate(curve.iterrows()):
             if axis == "resolution":
                 text = f"{int(point['resolution'])} px"
             else:
-                multiplier = point[factor_column[axis]] / base_value if base_value else point[factor_column[axis]]
+                multiplier = point[axis] / base_value if base_value else point[axis]
                 text = f"{AXIS_SYMBOLS[axis]}={multiplier:.2g}"
             # Labels alternate above and below the curve, so that neighbours do not overlap.
             ax.annotate(text, (point["mmacs"], point["accuracy"]), textcoords="offset points",

@@ -48,7 +48,7 @@ PRETRAINED_VARIANTS = ("lite0",)
 # What the original implementation uses (its GlobalParams: batch_norm_epsilon=1e-3). Its
 # momentum, 0.01 (TF's 0.99), is not copied: it only matters while training, and with 0.1
 # (PyTorch's default, the project's) the running statistics follow new data within a few
-# hundred steps, which short fine-tuning runs need.
+# dozen steps instead of a few hundred, which short fine-tuning runs need.
 CHECKPOINT_BN_EPS = 1e-3
 
 # Lite preprocessing: [0, 1] pixels -> [-1, 1]. Evaluation resizes the short side to

@@ -47,7 +47,7 @@ from torch import nn
 
 from . import settings
 from .checks import check_choice, check_int, check_number
-from .data import NUM_CLASSES, CifarData, DataError, DeviceLoader, load_cifar
+from .data import NUM_CLASSES, CifarData, DeviceLoader, load_cifar
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle")
@@ -600,6 +600,7 @@ def _record(model, config, data, device, processes, accuracy, curve, totals, res
     test_set = (f"stratified subset: {config.test_per_class} per class ({len(data.test_labels)} images)"
                 if config.test_per_class else f"full test set ({len(data.test_labels)} images)")
     return {
+        "status": "complete",
         "test_accuracy": accuracy,
         "test_set": test_set,
         "train_seconds": round(totals["seconds"], 3),

@@ -312,16 +312,19 @@ def test_train_loader_is_reproducible_per_epoch_and_drops_the_partial_batch():
     assert not torch.equal(make(seed=1).__iter__().__next__()[0], first[0][0])
 
 
-def test_random_crop_is_a_shift_with_zero_padding():
+def test_random_crop_is_a_shift_with_zero_padding_and_an_optional_mirror():
     images, _ = loader_data(3, size=8)
-    padding = 2
     offsets = torch.tensor([[2, 2], [0, 4], [3, 1]])
-    out = random_crop(images, offsets, padding)
+    out = random_crop(images, offsets, 2)
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
     for i, (row, col) in enumerate(offsets.tolist()):
         assert torch.equal(out[i], padded[i, :, row : row + 8, col : col + 8])
     assert torch.equal(out[0], images[0])  # offset == padding: no shift
     assert (out[1, :, :2, :] == 0).all()  # shifted down by 2: two rows of padding on top
+    flipped = random_crop(images, offsets, 2, flips=torch.tensor([True, False, True]))
+    assert torch.equal(flipped[0], images[0].flip(-1)) and torch.equal(flipped[1], out[1])
+    assert torch.equal(flipped[2], out[2].flip(-1))  # crop, then mirror
+    assert torch.equal(random_crop(images, torch.zeros(3, 2, dtype=torch.long), 0), images)
 
 
 def test_augmentation_is_a_crop_of_the_padded_image_sometimes_mirrored():

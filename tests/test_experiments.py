@@ -345,6 +345,7 @@ def test_killing_the_real_sweep_and_rerunning_it_finishes_every_run_exactly_once
         caught = None  # the run ended before the kill landed: still a valid interruption test
     before = table(tmp_path / "out") if (tmp_path / "out").exists() else {}
     assert len(before) < len(runs)
+    print(f"killed with {len(before)} runs finished" + (f", during run {caught}" if caught else ""))
 
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     rows = X.read_results(tmp_path / "out")
