@@ -205,6 +205,47 @@ def _answer_00_4():
     return efficientnet(num_classes=10, stem="cifar").min_resolution
 
 
+# --- lesson 01: neural architecture search --------------------------------------------------
+
+
+@exercise("01.1", "Reward of a child with 80% accuracy and 20M MACs, for T = 10M and w = -0.07?",
+          rel_tol=1e-3, hint="Put the numbers into R = ACC x (MACs/T)^w; the cost factor is a little below 1.")
+def _answer_01_1():
+    from .nas import Reward
+
+    return Reward(10e6, -0.07)(0.80, 20e6)
+
+
+@exercise("01.2", "How many different networks does the default search space hold?", kind="integer",
+          hint="Count the options of each decision of one stage, combine them, then combine the stages.")
+def _answer_01_2():
+    from .nas import SearchSpace
+
+    return SearchSpace().size
+
+
+@exercise("01.3", "Which w makes a child with 84% accuracy and 40M MACs score as well as one with 80% "
+          "and 10M MACs?", rel_tol=1e-3,
+          hint="Write the two rewards, set them equal (T cancels) and take logarithms.")
+def _answer_01_3():
+    return math.log(0.84 / 0.80) / math.log(10 / 40)
+
+
+@exercise("01.4", "Probability that 100 uniform random samples include one given network of the search space?",
+          hint="First find the chance that one draw misses it; the 100 draws are independent.")
+def _answer_01_4():
+    from .nas import SearchSpace
+
+    return 1 - (1 - 1 / SearchSpace().size) ** 100
+
+
+@exercise("01.5", "With one exponent w, can changing the target T change which child the search prefers?",
+          kind="choice", choices=("yes", "no"),
+          hint="Write (MACs/T)^w as MACs^w x T^-w: what does T do to every reward?")
+def _answer_01_5():
+    return "no"
+
+
 # --- lesson 02: depthwise separable convolutions -------------------------------------------
 
 

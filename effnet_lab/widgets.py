@@ -327,7 +327,7 @@ class PhiExplorer:
             control = widgets.FloatSlider(
                 value=value, min=low, max=high, step=step, description=name,
                 readout_format=".2f", continuous_update=False,  # counting MACs takes up to a second
-                style={"description_width": "3em"}, layout={"width": "24em"},
+                style={"description_width": "4em"}, layout={"width": "25em"},  # room for "gamma"
             )
             control.add_class(f"effnet-explorer-{name}")
             return control

@@ -34,6 +34,12 @@ RIGHT = {
     "00.1": lambda: sum(math.ceil(3.1 * r) for r in B0_REPEATS),
     "00.3": lambda: count_macs(_torchvision("b0"), 448) / count_macs(_torchvision("b0"), 224),
     "00.4": lambda: 2 * 2 * 2,  # cifar stem: three stride-2 stages remain
+    # 01.1: 0.80 x (20M / 10M)^-0.07; 01.2: (2 kernels x 3 expands x 3 depths x 2 SE)^4 stages.
+    "01.1": lambda: 0.80 * 2 ** -0.07,
+    "01.2": lambda: (2 * 3 * 3 * 2) ** 4,
+    "01.3": lambda: math.log(0.84 / 0.80) / math.log(10 / 40),
+    "01.4": lambda: 1 - (1 - 1 / 1_679_616) ** 100,
+    "01.5": lambda: "no",  # T multiplies every reward by the same T^-w
     "02.1": lambda: 3 * 3 * 64 * 128,
     "02.2": lambda: (5 * 5 * 256 + 256 * 256) / (5 * 5 * 256 * 256),
     "02.3": lambda: 73,  # 1/C < 1/8 - 1/9 = 1/72  <=>  C > 72
@@ -59,12 +65,18 @@ def test_right_answers_are_accepted_and_wrong_ones_rejected(exercise_id, capsys)
     assert ex.check(exercise_id, right)
     assert "right" in capsys.readouterr().out
     item = ex.EXERCISES[exercise_id]
-    wrong = [right + 1, right - 1] if item.kind == "integer" else [right * 1.1, right * 0.9, -right]
+    if item.kind == "choice":
+        wrong = [choice for choice in item.choices if choice != right]
+    elif item.kind == "integer":
+        wrong = [right + 1, right - 1]
+    else:
+        wrong = [right * 1.1, right * 0.9, -right]
     for answer in wrong:
         assert not ex.check(exercise_id, answer)
         message = capsys.readouterr().out
         assert "Hint" in message and item.hint in message
-        assert str(right) not in message and f"{right:g}" not in message  # never gives it away
+        if item.kind != "choice":  # a yes/no hint may use the words; numbers are never given away
+            assert str(right) not in message and f"{right:g}" not in message
 
 
 def test_every_exercise_of_these_lessons_is_covered_here():
@@ -118,7 +130,7 @@ def test_unknown_ids_list_the_known_ones():
 
 
 def test_lessons_have_three_to_five_checked_exercises():
-    for lesson in ("02", "03", "04", "06"):
+    for lesson in ("01", "02", "03", "04", "05", "06", "07"):
         assert 3 <= len(ex.exercises(lesson)) <= 5
     assert ex.exercises(2) == ex.exercises("02")
 
@@ -143,3 +155,8 @@ def test_registering_a_new_exercise(monkeypatch, capsys):
         ex.register(ex.Exercise("05.8", "q", lambda: 1, "h", kind="essay"))
     with pytest.raises(ValueError, match="choices"):
         ex.register(ex.Exercise("05.7", "q", lambda: "a", "h", kind="choice"))
+
+
+def test_choices_ignore_case_and_a_placeholder_gets_a_verdict():
+    assert ex.check("01.5", " No ")
+    assert not ex.check("01.5", None)  # the notebook's placeholder: a verdict, not an error
