@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
 import platform
 import statistics
 import sys
@@ -34,19 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import effnet_lab  # noqa: E402
 from effnet_lab import settings  # noqa: E402
+from effnet_lab.files import write_json  # noqa: E402
 from effnet_lab.data import CifarData, DeviceLoader, load_cifar  # noqa: E402
 from effnet_lab.train import QUICK_MODEL, QUICK_TRAIN, build_model  # noqa: E402
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def get_data(per_class: int) -> CifarData:
@@ -159,7 +147,7 @@ def main(argv=None) -> int:
     paired = statistics.median(r / p for r, p in zip(times["real"], times["premade"])) - 1
 
     info = {
-        "benchmark": "data_pipeline", "device": settings.device_name(device), "cpu": cpu_name(), "torch": torch.__version__,
+        "benchmark": "data_pipeline", "device": settings.device_name(device), "cpu": settings.cpu_name(), "torch": torch.__version__,
         "python": platform.python_version(), "effnet_lab": effnet_lab.__version__, "git_commit": settings.git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", *sys.argv]), "data": data.source, "model": spec,
@@ -177,11 +165,7 @@ def main(argv=None) -> int:
     print(f"  overhead of real loading:    {overhead:+.1%} of the epoch (paired by round: {paired:+.1%}; "
           f"the loader alone: {info['loader_share_of_premade_epoch']:.1%})")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        os.replace(tmp, out)
+        out = write_json(args.out, info)
         print(f"written: {out}")
     return 0
 

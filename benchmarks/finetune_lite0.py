@@ -34,9 +34,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +46,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from effnet_lab import settings  # noqa: E402
 from effnet_lab.data import DeviceLoader, load_cifar  # noqa: E402
+from effnet_lab.files import write_json  # noqa: E402
 from effnet_lab.pretrained import efficientnet_lite0, lite0_checkpoint_path  # noqa: E402
 from effnet_lab.train import train  # noqa: E402
 from effnet_lab.transfer import finetune_config, linear_probe, scratch_config  # noqa: E402
@@ -88,16 +87,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def elapsed() -> float:
     return time.perf_counter() - START
-
-
-def write_json(path: Path, record: dict) -> None:
-    """Atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump(record, tmp, indent=2, default=str)
-        tmp.write("\n")
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
 
 
 def sha256(path: Path) -> str:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
 import platform
 import statistics
 import sys
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import effnet_lab  # noqa: E402
 from effnet_lab import settings  # noqa: E402
+from effnet_lab.files import write_json  # noqa: E402
 
 # Per configuration: resolution, default batch on the CPU, default batch on a GPU.
 CONFIGS = {"imagenet": (224, 8, 128), "cifar": (32, 32, 256)}
@@ -142,17 +141,6 @@ def measure(config: str, args, device: torch.device) -> dict:
     return result
 
 
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def paired(rounds: dict, other: str) -> float:
     return statistics.median(a / b for a, b in zip(rounds["effnet_lab"], rounds[other]))
 
@@ -162,7 +150,7 @@ def provenance(device: torch.device) -> dict:
     import torchvision
 
     return {
-        "device": settings.device_name(device), "cpu": cpu_name(),
+        "device": settings.device_name(device), "cpu": settings.cpu_name(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
         "python": platform.python_version(), "effnet_lab": effnet_lab.__version__,
         "git_commit": settings.git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -203,11 +191,7 @@ def main(argv=None) -> int:
     configs = ["cifar", "imagenet"] if args.config == "both" else [args.config]
     results = [measure(config, args, device) for config in configs]
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps({"benchmark": "throughput", **info, "results": results}, indent=2) + "\n")
-        os.replace(tmp, out)
+        out = write_json(args.out, {"benchmark": "throughput", **info, "results": results})
         print(f"\nwritten: {out}")
     return 0
 

@@ -27,15 +27,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from effnet_lab import settings  # noqa: E402
 from effnet_lab.data import load_cifar  # noqa: E402
+from effnet_lab.files import write_json  # noqa: E402
 from effnet_lab.train import TrainConfig, build_model, train  # noqa: E402
 
 TARGET_ACCURACY = 0.90
@@ -46,12 +44,6 @@ MODEL = dict(variant="b0", stem="cifar")
 RECIPE = dict(batch_size=512, lr=0.4, warmup_epochs=1.0, label_smoothing=0.1, weight_decay=5e-4,
               ema=True, ema_decay=0.999, resolution=32)
 PROBE_PER_CLASS = 1000
-
-
-def write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def probe_epoch_seconds(data, recipe: dict, out: Path, per_class: int) -> dict:

@@ -31,7 +31,6 @@ import os
 import pickle
 import re
 import tarfile
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 
 from . import settings
 from .checks import check_choice, check_int
+from .files import save_torch
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 # Per-channel statistics of the training images, on the 0..1 scale.
@@ -369,17 +369,7 @@ def _read_cache(path: Path, name: str) -> CifarData:
 
 def _write_cache(path: Path, payload: dict) -> None:
     """Atomic: a reader sees the old file or the whole new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        try:
-            torch.save(payload, tmp)
-            tmp.flush()
-            os.chmod(tmp.name, 0o644)  # readable by others, like any file the user makes
-            os.fsync(tmp.fileno())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    save_torch(path, payload)
 
 
 def _load_source(source: _Source, name: str, cache_dir: Path, progress: bool) -> CifarData:

@@ -47,7 +47,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -57,6 +56,7 @@ from pathlib import Path
 
 from . import settings
 from .checks import check_int, check_number
+from .files import write_text
 from .model import EfficientNetConfig
 from .scaling import CompoundScaling
 
@@ -700,21 +700,6 @@ def _locked(folder: Path, blocking: bool = True):
         os.close(handle)  # closing releases the lock
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False, encoding="utf-8") as tmp:
-        try:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
-
-
 def append_row(path: str | os.PathLike, row: dict) -> None:
     """Add ``row`` to the table at ``path``: read, add, write a new file, rename over the old.
 
@@ -728,7 +713,7 @@ def append_row(path: str | os.PathLike, row: dict) -> None:
         if any(existing["run_id"] == row["run_id"] for existing in rows):
             return  # already there (a second process finished the same run): nothing to add
         text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows) + line + "\n"
-        _write_atomic(path, text)
+        write_text(path, text)
 
 
 def merge_tables(folder: str | os.PathLike) -> Path:
@@ -747,7 +732,7 @@ def merge_tables(folder: str | os.PathLike) -> Path:
     rows.sort(key=lambda r: (r.get("experiment", ""), r.get("phi", 0), r.get("family", ""), r.get("seed", 0), r["run_id"]))
     target = folder / "results.jsonl"
     with _locked(folder):
-        _write_atomic(target, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows))
+        write_text(target, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows))
     for path in files:
         if path != target:
             path.unlink()

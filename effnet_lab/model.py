@@ -21,7 +21,7 @@ else, and the scaling rules, are unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import torch

@@ -40,12 +40,13 @@ import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
 from .checks import check_choice, check_int, check_number
+from .files import atomic_write, save_torch, write_json, write_text
 from .model import EfficientNetConfig, StageSpec, build
 from .profile import count_macs, count_params
 from .scaling import round_channels
@@ -664,18 +665,6 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _atomic_torch_save(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def _provenance(evaluator, command: list[str] | None = None) -> dict:
     from . import __version__
     from .settings import data_source, default_device, device_name, git_commit
@@ -758,7 +747,7 @@ class Search:
                     "use another --out folder, or the same settings to continue it"
                 )
         else:
-            _atomic_write_json(self.settings_path, {"settings": self.settings, "provenance": _provenance(self.evaluator, self.command)})
+            write_json(self.settings_path, {"settings": self.settings, "provenance": _provenance(self.evaluator, self.command)})
         logged = read_jsonl(self.log_path, repair=True)
         done = 0
         if self.checkpoint_path.exists():
@@ -807,7 +796,7 @@ class Search:
                 append_jsonl(self.log_path, record)
         self.records.append(record)
         if self.out is not None:
-            _atomic_torch_save(self.checkpoint_path, {"step": self.step_count, "policy": self.policy.state_dict()})
+            save_torch(self.checkpoint_path, {"step": self.step_count, "policy": self.policy.state_dict()})
         return record
 
     def run(self, steps: int, *, deadline: float | None = None, progress: bool = True) -> list[dict]:
@@ -1013,11 +1002,7 @@ def write_readme(out: str | Path) -> Path:
     lines += ["Files: `<policy>.jsonl` (one line per sampled child), `<policy>.pt` (the policy's checkpoint), "
               "`<policy>.json` (settings and provenance), `evaluations.jsonl` (the cache of evaluated children), "
               "`*.png` (figures).", ""]
-    path = out / "README.md"
-    tmp = out / ".README.md.tmp"
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    return write_text(out / "README.md", "\n".join(lines))
 
 
 # --- figures for lesson 01 -----------------------------------------------------------------
@@ -1163,9 +1148,7 @@ def save_figures(logs: dict[str, Sequence[dict]], out: str | Path, reward: Rewar
     }
     paths = []
     for name, fig in figures.items():
-        tmp = out / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, out / name)
+        atomic_write(out / name, lambda f: fig.savefig(f, format="png", dpi=120))
         plt.close(fig)
         paths.append(out / name)
     return paths

@@ -19,6 +19,7 @@ this module, and nothing else, about the environment:
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import subprocess
 import threading
@@ -95,6 +96,17 @@ def device_name(device: torch.device | str | None = None) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), for benchmark records."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def git_commit() -> str | None:

@@ -36,7 +36,6 @@ import math
 import os
 import resource
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from torch import nn
 from . import settings
 from .checks import check_choice, check_int, check_number
 from .data import NUM_CLASSES, CifarData, DeviceLoader, load_cifar
+from .files import save_torch, write_json
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle")
@@ -337,25 +337,6 @@ def _peak_memory(device: torch.device) -> tuple[int, str]:
     return peak * (1 if sys.platform == "darwin" else 1024), "process peak resident memory (ru_maxrss)"
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        try:
-            write(tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
-
-
-def _json_bytes(record: dict) -> bytes:
-    return (json.dumps(record, indent=2, default=str) + "\n").encode()
-
-
 # Settings that may change between a run and its resumption without changing its result.
 _RESUMABLE_CHANGES = {"compile", "eval_batch_size", "device", "data"}
 
@@ -566,14 +547,14 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
                 "rng": rng, "loader": train_loader.state_dict(), "curve": curve, "totals": totals,
                 "resume_count": resume_count,
             }
-            _atomic_write(run_dir / "checkpoint.pt", lambda f: torch.save(state, f))
+            save_torch(run_dir / "checkpoint.pt", state)
     bar.close()
 
     peak, peak_measure = _peak_memory(device)
     record = _record(model, config, data, device, processes, accuracy, curve, totals, resume_count,
                      peak, peak_measure, description, command, amp, channels_last)
     if processes.main and run_dir is not None:
-        _atomic_write(run_dir / "record.json", lambda f: f.write(_json_bytes(record)))
+        write_json(run_dir / "record.json", record)
     return record
 
 

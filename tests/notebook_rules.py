@@ -426,3 +426,18 @@ def check_no_repository_files(path: Path) -> list[str]:
 
 
 COLAB_RULES = (check_colab_badge, check_install_cell, check_setup_cell, check_no_drive_mount, check_no_repository_files)
+
+
+# --- for the tests: the notebooks, and broken copies of lesson 00 -------------------------
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+LESSON_00 = Path(__file__).resolve().parent.parent / "notebooks" / "00_setup_and_tour.ipynb"
+
+
+def broken_copy(tmp_path, change, name="00_setup_and_tour.ipynb") -> Path:
+    """Lesson 00, changed by ``change(notebook)``, saved in tmp_path."""
+    notebook = nbformat.read(LESSON_00, as_version=4)
+    change(notebook)
+    path = tmp_path / name
+    nbformat.write(notebook, path)
+    return path

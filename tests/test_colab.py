@@ -20,8 +20,7 @@ import pytest
 import notebook_rules as rules
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-LESSON_00 = ROOT / "notebooks" / "00_setup_and_tour.ipynb"
+NOTEBOOKS, LESSON_00, broken_copy = rules.NOTEBOOKS, rules.LESSON_00, rules.broken_copy
 
 
 @pytest.mark.parametrize("rule", rules.COLAB_RULES, ids=lambda rule: rule.__name__)
@@ -29,14 +28,6 @@ LESSON_00 = ROOT / "notebooks" / "00_setup_and_tour.ipynb"
 def test_notebook_follows_rule(path, rule):
     problems = rule(path)
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
-
-
-def broken_copy(tmp_path, change, name="00_setup_and_tour.ipynb") -> Path:
-    notebook = nbformat.read(LESSON_00, as_version=4)
-    change(notebook)
-    path = tmp_path / name
-    nbformat.write(notebook, path)
-    return path
 
 
 def install_cell(notebook):

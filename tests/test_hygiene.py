@@ -7,7 +7,6 @@ of lesson 00 to show that it catches what it is meant to catch.
 
 import socket
 import threading
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -15,8 +14,7 @@ import pytest
 import notebook_rules as rules
 from effnet_lab import settings
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-LESSON_00 = Path(__file__).resolve().parent.parent / "notebooks" / "00_setup_and_tour.ipynb"
+NOTEBOOKS, LESSON_00, broken_copy = rules.NOTEBOOKS, rules.LESSON_00, rules.broken_copy
 
 
 @pytest.mark.parametrize("rule", rules.HYGIENE_RULES, ids=lambda rule: rule.__name__)
@@ -24,15 +22,6 @@ LESSON_00 = Path(__file__).resolve().parent.parent / "notebooks" / "00_setup_and
 def test_notebook_follows_rule(path, rule):
     problems = rule(path)
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
-
-
-def broken_copy(tmp_path, change, name="00_setup_and_tour.ipynb") -> Path:
-    """Lesson 00, changed by ``change(notebook)``, saved in tmp_path."""
-    notebook = nbformat.read(LESSON_00, as_version=4)
-    change(notebook)
-    path = tmp_path / name
-    nbformat.write(notebook, path)
-    return path
 
 
 def add_code(source: str):

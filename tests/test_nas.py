@@ -14,7 +14,6 @@ from effnet_lab.nas import (
     Controller,
     ControllerPolicy,
     EvaluationCache,
-    KnownAnswerEvaluator,
     ProxyEvaluator,
     Reward,
     Search,
@@ -288,7 +287,7 @@ def test_resume_when_the_log_is_one_step_ahead_of_the_checkpoint(tmp_path, monke
     Search(SearchSpace(), HashEvaluator(), "controller", seed=1, out=tmp_path / "whole", verbose=False).run(steps, progress=False)
 
     out = tmp_path / "cut"
-    real_save = nas._atomic_torch_save
+    real_save = nas.save_torch
     saves = {"n": 0}
 
     def crash_on_5th_save(path, state):
@@ -297,10 +296,10 @@ def test_resume_when_the_log_is_one_step_ahead_of_the_checkpoint(tmp_path, monke
             raise KeyboardInterrupt("simulated crash")
         real_save(path, state)
 
-    monkeypatch.setattr(nas, "_atomic_torch_save", crash_on_5th_save)
+    monkeypatch.setattr(nas, "save_torch", crash_on_5th_save)
     with pytest.raises(KeyboardInterrupt):
         Search(SearchSpace(), HashEvaluator(), "controller", seed=1, out=out, verbose=False).run(steps, progress=False)
-    monkeypatch.setattr(nas, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(nas, "save_torch", real_save)
     assert len(nas.read_log(out / "controller.jsonl")) == 5
     # A half-written line at the end (a crash inside the write) is dropped on resume.
     with open(out / "controller.jsonl", "a") as f:

@@ -1,6 +1,5 @@
 """Every lesson runs top to bottom in quick mode, without errors or warnings from our code."""
 
-import os
 import time
 from pathlib import Path
 
