@@ -16,10 +16,11 @@ What one call does:
    run that its cost model says would end after the chunk's budget;
 3. at the deadline (``--minutes``), interrupts any process still training (its last epoch
    is checkpointed; on a fresh machine that run simply starts again next time);
-4. merges each experiment's shard files into ``<out>/<experiment>/results.jsonl``, prints
-   what is done and what is left, with measured against predicted seconds per run, and
-   copies the merged tables and a log to ``$OUT`` when that is set (the device tool's
-   return folder). Commit the tables under ``results/`` and call again until nothing is left.
+4. merges each experiment's shard files into ``<out>/<experiment>/results.jsonl``, writes
+   ``status.json`` beside it (runs planned, runs left), and prints what is done and what is
+   left, with measured against predicted seconds per run. ``benchmarks/gpu_jobs.py`` sends
+   the tables back from the GPU machine; commit them under ``results/`` and call again until
+   nothing is left.
 
 On a CPU, ``--quick`` with a couple of processes checks the whole mechanism in a minute or two.
 """
@@ -27,8 +28,8 @@ On a CPU, ``--quick`` with a couple of processes checks the whole mechanism in a
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the package from this working tree, installed or not
 
 from effnet_lab import experiments, settings  # noqa: E402
+from effnet_lab.files import write_json  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -119,16 +121,7 @@ def main(argv=None) -> int:
                 process.wait()
             log.close()
 
-    summary = report(args, runs, runs_dir, log_dir, start)
-    out_env = os.environ.get("OUT")
-    if out_env:  # the device tool's return folder: merged tables (one file each) and the log
-        for table in dict.fromkeys(run.table for run in runs):
-            merged = Path(args.out) / table / "results.jsonl"
-            if merged.exists():
-                target = Path(out_env) / Path(args.out).name / table
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(merged, target / "results.jsonl")
-        (Path(out_env) / "gpu_scaling_sweep.log").write_text(summary)
+    report(args, runs, runs_dir, log_dir, start)
     return 0
 
 
@@ -142,6 +135,12 @@ def report(args, runs, runs_dir: Path, log_dir: Path, start: float) -> str:
             if (Path(args.out) / table).is_dir() for row in experiments.read_results(Path(args.out) / table)}
     model = experiments.cost_model()
     left = [run for run in runs if (run.table, run.run_id) not in rows]
+    for table in dict.fromkeys(run.table for run in runs):  # read by benchmarks/gpu_jobs.py
+        planned = [run for run in runs if run.table == table]
+        write_json(Path(args.out) / table / "status.json", {
+            "runs": len(planned), "left": sum(run in left for run in planned),
+            "failed": sum(rows[run.table, run.run_id].get("test_accuracy") is None for run in planned if run not in left),
+            "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
     lines.append(f"{len(runs) - len(left)} of {len(runs)} runs done; {len(left)} left "
                  f"(chunk took {(time.perf_counter() - start) / 60:.1f} min)")
     for run in runs:

@@ -8,7 +8,7 @@ How it fits a budget: a short probe run (the same recipe on a 1,000-per-class su
 epochs, no compile) measures the seconds an epoch costs; the script then picks as many
 epochs as fit in ``--budget-seconds`` (with a margin) and saves that plan, so a rerun of the
 same command uses the same plan and *resumes* the training run from its last checkpoint
-(the training engine checkpoints every epoch). It writes into ``--out``:
+(written about every 30 seconds). It writes into ``--out``:
 
 - ``plan.json``: the probe's measurement and the chosen recipe;
 - ``run/record.json``: the training record (every field of ``effnet_lab.train``);
@@ -33,7 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from effnet_lab.data import load_cifar  # noqa: E402
-from effnet_lab.files import write_json  # noqa: E402
+from effnet_lab.files import atomic_write, write_json  # noqa: E402
+from effnet_lab.plots import plot_accuracy_vs_time  # noqa: E402
 from effnet_lab.train import TrainConfig, build_model, train  # noqa: E402
 
 TARGET_ACCURACY = 0.90
@@ -72,14 +73,8 @@ def plot(curve: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    ax.plot([p["seconds"] / 60 for p in curve], [100 * p["test_accuracy"] for p in curve], marker="o", ms=3)
-    ax.axhline(100 * TARGET_ACCURACY, color="grey", linestyle="--", linewidth=1, label="90% target")
-    ax.axvline(5, color="grey", linestyle=":", linewidth=1, label="5 minutes")
-    ax.set(xlabel="wall time of training (minutes)", ylabel="CIFAR-10 test accuracy (%)", title=title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.savefig(path, dpi=120)
+    fig = plot_accuracy_vs_time(curve, title=title, target=TARGET_ACCURACY, minutes=5)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -116,13 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             plan.update(probe_epoch_seconds(data, recipe, out, probe_per_class))
             # 90% of the budget: compile time and the last evaluation must fit in it too.
             plan["epochs"] = max(1, int(0.9 * args.budget_seconds // plan["epoch_seconds_estimate"]))
+            # A checkpoint about every 30 s: on a GPU an epoch takes about as long as writing one.
+            plan["checkpoint_every"] = max(1, round(30 / plan["epoch_seconds_estimate"]))
         write_json(plan_path, plan)
         print(f"plan: {plan['epochs']} epochs within {args.budget_seconds:.0f} s ({plan_path})")
 
     config = TrainConfig(**{**plan["recipe"], "epochs": plan["epochs"]})
     command = [sys.executable, *sys.argv]
     record = train(build_model(**plan["model"]), config, data=data, run_dir=out / "run",
-                   model_spec=plan["model"], command=command)
+                   model_spec=plan["model"], command=command, checkpoint_every=plan.get("checkpoint_every", 1))
 
     curve = record["accuracy_curve"]
     reached = next((p for p in curve if p["test_accuracy"] >= TARGET_ACCURACY), None)

@@ -12,6 +12,9 @@ a list of rows or a pandas DataFrame) and returns a matplotlib Figure:
 - ``plot_grid``: the alpha/beta/gamma grid search, ranked by accuracy (the paper's step 2);
 - ``equal_flops_table``: the comparison at equal MACs as a table (the paper's Table 3).
 
+Two more read the shipped speed measurements: ``throughput_table`` (effnet_lab against timm
+and torchvision) and ``plot_accuracy_vs_time`` (a training run's accuracy against wall time).
+
 ``plot_all(results, out_dir)`` writes every figure the table has data for;
 ``python -m effnet_lab plots RESULTS --out DIR`` does the same from the command line.
 Figures made from quick-mode runs say so in their title: those numbers mean nothing.
@@ -374,6 +377,60 @@ def _has_tabulate() -> bool:
     except ImportError:
         return False
     return True
+
+
+# --- shipped speed measurements (lessons 00 and 05) --------------------------------------------
+
+
+def throughput_table(*paths: str | os.PathLike):
+    """One row per measured configuration from ``benchmarks/throughput.py`` JSON files (or
+    folders of them): images per second of effnet_lab, timm and torchvision, and effnet_lab's
+    ratio to the faster of the two (the target is at least 1.0 on a GPU)."""
+    import json
+
+    import pandas as pd
+
+    missing = [str(path) for path in paths if not Path(path).exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
+    files = [f for path in map(Path, paths) for f in (sorted(path.glob("throughput*.json")) if path.is_dir() else [path])]
+    rows = []
+    for file in files:
+        measured = json.loads(file.read_text())
+        for result in measured["results"]:
+            speed = result["images_per_second"]
+            rows.append({
+                "device": measured["device"], "config": f"{result['config']} ({result['resolution']} px)",
+                "batch": result["batch_size"], "precision": result["precision"],
+                "compiled": result["compile"], **{f"{name} (img/s)": round(v, 1) for name, v in speed.items()},
+                "vs faster peer": round(speed["effnet_lab"] / max(speed["timm"], speed["torchvision"]), 3),
+                "date": measured["date"][:10], "file": file.name,
+            })
+    if not rows:
+        raise ValueError(f"no throughput measurements in {', '.join(map(str, paths))}")
+    return pd.DataFrame(rows)
+
+
+def plot_accuracy_vs_time(curve: Sequence[dict], *, ax=None, title: str = "", target: float | None = 0.90,
+                          minutes: float | None = 5.0):
+    """Test accuracy after each epoch against minutes of training (a training record's
+    ``accuracy_curve``), with the target accuracy and the time budget as guide lines."""
+    import matplotlib.pyplot as plt
+
+    if not curve:
+        raise ValueError("the accuracy curve is empty: no epoch finished")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    ax.plot([p["seconds"] / 60 for p in curve], [100 * p["test_accuracy"] for p in curve], marker="o", ms=3)
+    if target is not None:
+        ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"{target:.0%} target")
+    if minutes is not None:
+        ax.axvline(minutes, color="grey", linestyle=":", linewidth=1, label=f"{minutes:g} minutes")
+    ax.set(xlabel="wall time of training (minutes)", ylabel="test accuracy (%)", title=title)
+    ax.grid(True, alpha=0.3)
+    if target is not None or minutes is not None:
+        ax.legend(loc="lower right")
+    return ax.figure
 
 
 # --- the command line -------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ this module, and nothing else, about the environment:
 - ``EFFNET_LAB_RESULTS``: where runs, checkpoints and sweep tables are written (default:
   ``runs/`` in a checkout, otherwise ``~/effnet_lab_runs``). On Colab, point it at a mounted
   Drive folder to survive disconnects.
+- ``EFFNET_LAB_SHIPPED``: the folder of results that ship with the project, which the
+  lessons plot (default: the checkout's ``results/``; the tests point it at rehearsed ones).
 - ``EFFNET_LAB_OFFLINE=1``: never try the internet (``is_online()`` answers False at once).
 """
 
@@ -34,6 +36,7 @@ QUICK_ENV = "EFFNET_LAB_QUICK"
 DATA_ENV = "EFFNET_LAB_DATA"
 CACHE_ENV = "EFFNET_LAB_CACHE"
 RESULTS_ENV = "EFFNET_LAB_RESULTS"
+SHIPPED_ENV = "EFFNET_LAB_SHIPPED"
 OFFLINE_ENV = "EFFNET_LAB_OFFLINE"
 # Where the downloads a lesson might want come from (torchvision's weights and datasets).
 ONLINE_PROBE = ("download.pytorch.org", 443)
@@ -83,6 +86,16 @@ def results_dir() -> Path:
     if root is not None:
         return root / "runs"
     return Path.home() / "effnet_lab_runs"
+
+
+def shipped_results_dir() -> Path | None:
+    """The results that ship with the project (measured, with provenance), which the lessons
+    plot: the checkout's ``results/``, or None where the package runs without the project."""
+    value = os.environ.get(SHIPPED_ENV, "").strip()
+    if value:
+        return Path(value).expanduser()
+    root = project_root()
+    return root / "results" if root is not None else None
 
 
 def default_device() -> torch.device:

@@ -36,13 +36,3 @@ def test_time_to_accuracy_plans_trains_and_resumes_with_the_same_plan(cifar10, t
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resuming the plan" in second.stdout
     assert json.loads((out / "plan.json").read_text()) == plan  # no second probe, same epochs
-
-
-@pytest.mark.slow
-def test_throughput_benchmark_compares_three_identical_networks(tmp_path):
-    out = tmp_path / "throughput.json"
-    result = run_script("benchmarks/throughput.py", "--rounds", "1", "--steps", "1", "--warmup", "1", "--config", "cifar",
-                        "--batch-size", "4",
-                        "--out", str(out))
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "timm" in result.stdout and out.exists()

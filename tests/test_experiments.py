@@ -355,23 +355,3 @@ def test_killing_the_real_sweep_and_rerunning_it_finishes_every_run_exactly_once
         assert by_id[run_id]["date"] == row["date"]  # finished runs were not trained again
     if caught is not None:
         assert by_id[caught]["resumed"] is True  # it went on from its checkpoint
-
-
-@pytest.mark.slow
-def test_the_gpu_chunk_script_runs_on_a_cpu_with_tiny_settings(tmp_path):
-    if not cifar_available():
-        pytest.skip("no CIFAR-10 copy at hand")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OUT=str(tmp_path / "returned"), EFFNET_LAB_RESULTS=str(tmp_path))
-    env.pop("PYTHONPATH", None)  # the script finds the package in its own working tree
-    command = [sys.executable, str(ROOT / "benchmarks" / "gpu_scaling_sweep.py"), "--quick", "--processes", "2",
-               "--experiments", "compare", "--phis", "1", "--seeds", "0", "--out", str(tmp_path / "scaling"),
-               "--minutes", "4"]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    runs = X.plan("compare", quick=True, phis=[1], seeds=[0])
-    folder = tmp_path / "scaling" / "compare"
-    assert [p.name for p in folder.glob("*.jsonl")] == ["results.jsonl"]  # the two shards, merged
-    assert sorted(row["run_id"] for row in X.read_results(folder)) == sorted(run.run_id for run in runs)
-    returned = tmp_path / "returned" / "scaling" / "compare" / "results.jsonl"
-    assert returned.read_text() == (folder / "results.jsonl").read_text()
-    assert f"{len(runs)} of {len(runs)} runs done" in result.stdout

@@ -118,3 +118,35 @@ def test_style_makes_readable_figures():
     plots.style()
     assert matplotlib.rcParams["axes.titleweight"] == "bold"
     assert matplotlib.rcParams["font.size"] > 10
+
+
+def test_throughput_table_reads_the_shipped_measurements_and_names_the_faster_peer(tmp_path):
+    measured = {"device": "NVIDIA H100 80GB HBM3", "date": "2026-11-26T00:00:00+00:00", "results": [
+        {"config": "cifar", "resolution": 32, "batch_size": 256, "precision": "bf16 autocast", "compile": False,
+         "images_per_second": {"effnet_lab": 900.0, "timm": 1000.0, "torchvision": 800.0}},
+        {"config": "imagenet", "resolution": 224, "batch_size": 128, "precision": "bf16 autocast", "compile": False,
+         "images_per_second": {"effnet_lab": 330.0, "timm": 200.0, "torchvision": 300.0}},
+    ]}
+    (tmp_path / "throughput-eager.json").write_text(json.dumps(measured))
+    (tmp_path / "data-pipeline.json").write_text("{}")  # another benchmark's file: not read
+    table = plots.throughput_table(tmp_path)
+    assert list(table["vs faster peer"]) == [0.9, 1.1]  # against timm, then against torchvision
+    assert list(table["config"]) == ["cifar (32 px)", "imagenet (224 px)"]
+    shipped = plots.throughput_table(plots.Path(__file__).parents[1] / "results" / "benchmarks-cpu")
+    assert len(shipped) == 2 and set(shipped["device"]) == {"cpu (2 threads)"}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no throughput measurements"):
+        plots.throughput_table(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no such file or folder: .*missing"):
+        plots.throughput_table(tmp_path / "missing")
+
+
+def test_accuracy_against_time_draws_the_curve_and_the_target():
+    curve = [{"epoch": 1, "seconds": 30.0, "test_accuracy": 0.5}, {"epoch": 2, "seconds": 60.0, "test_accuracy": 0.7}]
+    fig = plots.plot_accuracy_vs_time(curve, title="t")
+    ax = fig.axes[0]
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [0.5, 1.0] and list(y) == [50.0, 70.0]
+    assert len(ax.lines) == 3  # the curve, the 90% line and the 5-minute line
+    with pytest.raises(ValueError, match="no epoch finished"):
+        plots.plot_accuracy_vs_time([])

@@ -181,6 +181,25 @@ def interrupt_epoch(monkeypatch, epoch: int, after_steps: int):
     monkeypatch.setattr(DeviceLoader, "__iter__", iterate)
 
 
+def test_checkpoint_every_n_epochs_and_after_the_last(cifar10, tmp_path, monkeypatch):
+    import effnet_lab.train as engine
+
+    saved_epochs = []
+    original = engine.save_torch
+    monkeypatch.setattr(engine, "save_torch", lambda path, state: (saved_epochs.append(state["epoch"]),
+                                                                    original(path, state))[1])
+    config = TrainConfig(**{**TINY, "epochs": 5})
+    train(tiny_model(), config, data=cifar10, run_dir=tmp_path / "every2", progress=False, checkpoint_every=2)
+    assert saved_epochs == [2, 4, 5]
+    with monkeypatch.context() as patch:  # interrupted in epoch 4: the run resumes after epoch 2
+        interrupt_epoch(patch, epoch=3, after_steps=1)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_model(), config, data=cifar10, run_dir=tmp_path / "cut", progress=False, checkpoint_every=2)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train(tiny_model(), config, data=cifar10, progress=False, checkpoint_every=0)
+
+
 @pytest.mark.parametrize("settings", [
     dict(optimizer="sgd", schedule="cosine"),
     dict(optimizer="adamw", schedule="onecycle", ema=True, warmup_epochs=0.0),

