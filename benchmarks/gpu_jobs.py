@@ -61,7 +61,7 @@ class Step:
     """One command, skipped once ``done(results, rehearse)`` says its results exist."""
 
     name: str
-    command: Callable[[Path, bool, float], list[str]]  # (results, rehearse, minutes left) -> argv
+    command: Callable[[Path, bool, float], list[str]]  # (results, rehearse, minutes it may take) -> argv
     done: Callable[[Path, bool], bool]
 
 
@@ -142,7 +142,7 @@ def nas(results: Path, rehearse: bool, minutes: float) -> list[str]:
 
 
 def finetune(results: Path, rehearse: bool, minutes: float) -> list[str]:
-    argv = script("finetune_lite0.py", "--budget-minutes", f"{minutes - 0.5:.2f}", "--no-progress",
+    argv = script("finetune_lite0.py", "--budget-minutes", f"{minutes:.2f}", "--no-progress",
                   "--out", str(results / "transfer_lite0"))
     checkpoint = Path(os.environ.get("EFFNET_LAB_GPU_FILES", ROOT / ".gpu")) / LITE0_FILE
     if checkpoint.exists():  # else the installed package's copy
@@ -205,7 +205,8 @@ class Call:
                 self.say(f"[{item.name}/{step.name}] done already")
                 continue
             left = self.minutes_left()
-            command = step.command(self.results, self.rehearse, left)
+            # Steps with a budget of their own get 30 s less than the call has: time to stop and pack.
+            command = step.command(self.results, self.rehearse, max(0.5, left - 0.5))
             self.say(f"[{item.name}/{step.name}] {left:.1f} min left: {' '.join(command)}")
             started = time.monotonic()
             code = self.execute(command, timeout=max(1.0, 60 * left - 10))
@@ -219,7 +220,7 @@ class Call:
 
     def execute(self, command: list[str], timeout: float) -> int:
         """Run one step, its output to the screen and the log; stopped at ``timeout`` seconds."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="30",  # progress bars: a line per 30 s
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         # A session of its own: at the deadline the step and the processes it started stop together.
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

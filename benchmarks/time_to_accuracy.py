@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from effnet_lab.data import load_cifar  # noqa: E402
 from effnet_lab.files import atomic_write, write_json  # noqa: E402
-from effnet_lab.plots import plot_accuracy_vs_time  # noqa: E402
+from effnet_lab.plots import plot_time_to_accuracy  # noqa: E402
 from effnet_lab.train import TrainConfig, build_model, train  # noqa: E402
 
 TARGET_ACCURACY = 0.90
@@ -73,7 +73,7 @@ def plot(curve: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plot_accuracy_vs_time(curve, title=title, target=TARGET_ACCURACY, minutes=5)
+    fig = plot_time_to_accuracy(curve, title=title, target=TARGET_ACCURACY, minutes=5)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 

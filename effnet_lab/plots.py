@@ -12,8 +12,9 @@ a list of rows or a pandas DataFrame) and returns a matplotlib Figure:
 - ``plot_grid``: the alpha/beta/gamma grid search, ranked by accuracy (the paper's step 2);
 - ``equal_flops_table``: the comparison at equal MACs as a table (the paper's Table 3).
 
-Two more read the shipped speed measurements: ``throughput_table`` (effnet_lab against timm
-and torchvision) and ``plot_accuracy_vs_time`` (a training run's accuracy against wall time).
+The lessons read what ships in ``results/`` through ``shipped_scaling`` (which table to plot,
+and its label), ``throughput_table`` (effnet_lab against timm and torchvision) and
+``time_to_accuracy_report`` (B0's accuracy against wall time, ``plot_time_to_accuracy``).
 
 ``plot_all(results, out_dir)`` writes every figure the table has data for;
 ``python -m effnet_lab plots RESULTS --out DIR`` does the same from the command line.
@@ -411,7 +412,7 @@ def throughput_table(*paths: str | os.PathLike):
     return pd.DataFrame(rows)
 
 
-def plot_accuracy_vs_time(curve: Sequence[dict], *, ax=None, title: str = "", target: float | None = 0.90,
+def plot_time_to_accuracy(curve: Sequence[dict], *, ax=None, title: str = "", target: float | None = 0.90,
                           minutes: float | None = 5.0):
     """Test accuracy after each epoch against minutes of training (a training record's
     ``accuracy_curve``), with the target accuracy and the time budget as guide lines."""
@@ -431,6 +432,51 @@ def plot_accuracy_vs_time(curve: Sequence[dict], *, ax=None, title: str = "", ta
     if target is not None or minutes is not None:
         ax.legend(loc="lower right")
     return ax.figure
+
+
+def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "compare"):
+    """The shipped results table of ``experiment`` a lesson should plot, and its label.
+
+    The full-scale GPU table (``scaling-gpu/``) when there is one, named by its GPU and, while
+    its sweep is unfinished, by how many runs are in; else the CPU quick-mode table
+    (``scaling-quick/``); else ``None`` and why.
+    """
+    import json
+
+    if shipped_root is None:
+        return None, "no shipped results here: they are in the project's results/ folder (clone it to plot them)"
+    gpu = Path(shipped_root) / "scaling-gpu" / experiment
+    if (gpu / "results.jsonl").exists():
+        devices = ", ".join(sorted(set(to_frame(gpu)["device"].dropna())))
+        label = f"shipped: full scale on {devices}"
+        status = gpu / "status.json"  # written by every chunk of benchmarks/gpu_scaling_sweep.py
+        progress = json.loads(status.read_text()) if status.exists() else {"left": 0}
+        if progress["left"]:
+            label += f" ({progress['runs'] - progress['left']} of {progress['runs']} runs so far)"
+        return gpu, label
+    quick = Path(shipped_root) / "scaling-quick" / experiment
+    if quick.is_dir():
+        return quick, "shipped: CPU quick mode (the full-scale GPU results are not in results/scaling-gpu/ yet)"
+    return None, f"no shipped {experiment} results in {shipped_root}"
+
+
+def time_to_accuracy_report(folder: str | os.PathLike):
+    """The figure and a one-line summary of a run of ``benchmarks/time_to_accuracy.py``."""
+    import json
+
+    folder = Path(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    record = json.loads((folder / "run" / "record.json").read_text())
+    smoke = " [tiny smoke test: not a result]" if summary["tiny_smoke_test"] else ""
+    fig = plot_time_to_accuracy(record["accuracy_curve"], target=summary["target_accuracy"],
+                                title=f"B0, cifar stem, on {summary['device']}{smoke}")
+    target = f"{summary['target_accuracy']:.0%}"
+    reached = (f"{target} after {summary['seconds_to_target']:.0f} s" if summary["seconds_to_target"] is not None
+               else f"{target} not reached")
+    text = (f"{reached}; final {summary['final_test_accuracy']:.2%} on {summary['test_set']} after "
+            f"{summary['train_seconds']:.0f} s of training ({summary['epochs']} epochs; data: {summary['data_source']}; "
+            f"{summary['date'][:10]}){smoke}")
+    return fig, text
 
 
 # --- the command line -------------------------------------------------------------------------------

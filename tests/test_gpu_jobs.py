@@ -141,29 +141,60 @@ def test_collected_results_are_done_and_the_next_call_runs_nothing_again(rehears
 
 
 @pytest.mark.slow
-@pytest.mark.notebook
-@pytest.mark.parametrize("lesson, shown", [
-    ("00_setup_and_tour", "vs faster peer"),
-    ("01_neural_architecture_search", "# Architecture search: cifar10-train-seed0"),
-    ("05_scaling_experiments_on_cifar", " epochs; data: "),
-    ("07_transfer_learning", "fine-tuned Lite0:"),
-])
-def test_the_lessons_plot_the_gpu_results_once_they_are_shipped(rehearsal, lesson, shown, tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = ROOT / "notebooks" / f"{lesson}.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    monkeypatch.setenv("EFFNET_LAB_SHIPPED", str(rehearsal["here"]))
-    monkeypatch.setenv("EFFNET_LAB_QUICK", "1")
-    monkeypatch.setenv("EFFNET_LAB_RESULTS", str(tmp_path / "runs"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
-    text = "\n".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
-                     + str(output.get("data", {}).get("text/html", ""))
-                     for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", []))
-    assert shown in text
-    assert "not in results/" not in text and "No shipped" not in text  # every shipped branch ran
+def test_the_lessons_readers_plot_every_shipped_gpu_result(rehearsal):
+    """What lessons 00, 01, 05 and 07 call once GPU results are in results/ (their shipped
+    branches), on the rehearsed results: every figure draws, every summary says how it was made."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from effnet_lab import nas, plots, transfer
+
+    here = rehearsal["here"]
+    speed = plots.throughput_table(here / "gpu-throughput")
+    assert set(speed["file"]) == {"throughput-eager.json", "throughput-compile-cifar.json",
+                                  "throughput-compile-imagenet.json"}
+    assert (speed["vs faster peer"] > 0).all()
+
+    table, label = plots.shipped_scaling(here, "compare")
+    assert table == here / "scaling-gpu" / "compare" and label.startswith("shipped: full scale on cpu")
+    plots.plot_scaling(table)
+    plots.plot_grid(table.parent / "grid")
+
+    fig, summary = plots.time_to_accuracy_report(here / "time-to-accuracy")
+    assert fig.axes[0].lines and "[tiny smoke test: not a result]" in summary and "cifar10-jpeg.tar.gz" in summary
+
+    search = here / "nas" / "cifar10-train-seed0"
+    logs = {policy: nas.read_log(search / f"{policy}.jsonl") for policy in ("controller", "random")}
+    assert all(len(log) == 2 and log[0]["real_evaluation"] for log in logs.values())
+    nas.plot_search_progress(logs)
+    nas.plot_pareto(logs)
+    assert "PROXY" not in (search / "README.md").read_text()
+
+    fig, summary = transfer.shipped_report(here / "transfer_lite0")
+    assert len(fig.axes[0].lines) >= 3 and summary.startswith("fine-tuned Lite0:") and "quick mode" in summary
+    plt.close("all")
+
+
+def test_shipped_scaling_prefers_the_gpu_table_and_says_how_much_of_it_is_in(tmp_path):
+    from effnet_lab import plots
+
+    assert plots.shipped_scaling(None)[0] is None
+    assert plots.shipped_scaling(tmp_path)[0] is None
+    quick = tmp_path / "scaling-quick" / "compare"
+    quick.mkdir(parents=True)
+    assert plots.shipped_scaling(tmp_path) == (quick, plots.shipped_scaling(tmp_path)[1])
+    assert "CPU quick mode" in plots.shipped_scaling(tmp_path)[1]
+    gpu = tmp_path / "scaling-gpu" / "compare"
+    gpu.mkdir(parents=True)
+    row = {"run_id": "a", "table_version": 1, "family": "baseline", "macs": 1e8, "test_accuracy": 0.9,
+           "device": "NVIDIA H100 80GB HBM3"}
+    (gpu / "results.jsonl").write_text(json.dumps(row) + "\n")
+    (gpu / "status.json").write_text(json.dumps({"runs": 37, "left": 30, "failed": 0}))
+    assert plots.shipped_scaling(tmp_path) == (gpu, "shipped: full scale on NVIDIA H100 80GB HBM3 (7 of 37 runs so far)")
+    (gpu / "status.json").write_text(json.dumps({"runs": 37, "left": 0, "failed": 0}))
+    assert plots.shipped_scaling(tmp_path)[1] == "shipped: full scale on NVIDIA H100 80GB HBM3"
 
 
 def test_a_step_past_the_deadline_is_stopped_with_everything_it_started(tmp_path):

@@ -143,10 +143,10 @@ def test_throughput_table_reads_the_shipped_measurements_and_names_the_faster_pe
 
 def test_accuracy_against_time_draws_the_curve_and_the_target():
     curve = [{"epoch": 1, "seconds": 30.0, "test_accuracy": 0.5}, {"epoch": 2, "seconds": 60.0, "test_accuracy": 0.7}]
-    fig = plots.plot_accuracy_vs_time(curve, title="t")
+    fig = plots.plot_time_to_accuracy(curve, title="t")
     ax = fig.axes[0]
     x, y = ax.lines[0].get_data()
     assert list(x) == [0.5, 1.0] and list(y) == [50.0, 70.0]
     assert len(ax.lines) == 3  # the curve, the 90% line and the 5-minute line
     with pytest.raises(ValueError, match="no epoch finished"):
-        plots.plot_accuracy_vs_time([])
+        plots.plot_time_to_accuracy([])
