@@ -61,7 +61,7 @@ class Step:
     """One command, skipped once ``done(results, rehearse)`` says its results exist."""
 
     name: str
-    command: Callable[[Path, bool, float], list[str]]  # (results, rehearse, minutes it may take) -> argv
+    command: Callable[["Call"], list[str]]  # the call in progress -> argv
     done: Callable[[Path, bool], bool]
 
 
@@ -103,68 +103,67 @@ def nas_finished(results: Path, rehearse: bool) -> bool:
     return all(log.exists() and len(log.read_text().splitlines()) >= nas_steps(rehearse) for log in logs)
 
 
-def throughput(results: Path, rehearse: bool, config: str, compile_: bool) -> list[str]:
-    kind = "compile" if compile_ else "eager"
-    out = results / "gpu-throughput" / (f"throughput-{kind}-{config}.json" if compile_ else "throughput-eager.json")
-    command = script("throughput.py", "--config", config, "--out", str(out))
-    if compile_ and not rehearse:  # torch.compile on two CPU cores would take many minutes
+def throughput(call: Call, config: str, out: str, compile_: bool = False) -> list[str]:
+    command = script("throughput.py", "--config", config, "--out", str(call.results / "gpu-throughput" / out))
+    if compile_ and not call.rehearse:  # torch.compile on two CPU cores would take many minutes
         command.append("--compile")
-    if rehearse:
+    if call.rehearse:
         command += ["--rounds", "1", "--steps", "1", "--warmup", "1", "--batch-size", "4"]
     return command
 
 
-def data_pipeline(results: Path, rehearse: bool) -> list[str]:
-    out = str(results / "gpu-throughput" / "data-pipeline.json")
-    if rehearse:
+def data_pipeline(call: Call) -> list[str]:
+    out = str(call.results / "gpu-throughput" / "data-pipeline.json")
+    if call.rehearse:
         return script("data_pipeline.py", "--steps", "3", "--rounds", "1", "--out", out)
     # The GPU's question: the full CIFAR epoch of the time-to-accuracy recipe (B0, 32 px, batch 512).
     return script("data_pipeline.py", "--width", "1", "--depth", "1", "--resolution", "32", "--batch-size", "512",
                   "--per-class", "5000", "--out", out)
 
 
-def scaling(table: str) -> Callable[[Path, bool, float], list[str]]:
-    def command(results: Path, rehearse: bool, minutes: float) -> list[str]:
-        argv = script("gpu_scaling_sweep.py", "--experiments", table, "--out", str(results / "scaling-gpu"),
-                      "--minutes", f"{minutes:.2f}")
-        if rehearse:
+def scaling(table: str) -> Callable[[Call], list[str]]:
+    def command(call: Call) -> list[str]:
+        argv = script("gpu_scaling_sweep.py", "--experiments", table, "--out", str(call.results / "scaling-gpu"),
+                      "--minutes", f"{call.step_minutes():.2f}")
+        if call.rehearse:
             argv += ["--quick", "--processes", "2", "--phis", "1", "--seeds", "0"]
         return argv
     return command
 
 
-def nas(results: Path, rehearse: bool, minutes: float) -> list[str]:
+def nas(call: Call) -> list[str]:
     # No new child starts after the time limit: leave a minute for the figures and the archive.
     argv = [sys.executable, "-m", "effnet_lab", "nas", "--policy", "both", "--evaluator", "train", "--seed", "0",
-            "--steps", str(nas_steps(rehearse)), "--time-limit", f"{max(30.0, 60 * minutes - 60):.0f}",
-            "--out", str(results / "nas" / "cifar10-train-seed0")]
-    return argv + (["--quick"] if rehearse else [])
+            "--steps", str(nas_steps(call.rehearse)), "--time-limit", f"{max(30.0, 60 * call.step_minutes() - 60):.0f}",
+            "--out", str(call.results / "nas" / "cifar10-train-seed0")]
+    return argv + (["--quick"] if call.rehearse else [])
 
 
-def finetune(results: Path, rehearse: bool, minutes: float) -> list[str]:
-    argv = script("finetune_lite0.py", "--budget-minutes", f"{minutes:.2f}", "--no-progress",
-                  "--out", str(results / "transfer_lite0"))
-    checkpoint = Path(os.environ.get("EFFNET_LAB_GPU_FILES", ROOT / ".gpu")) / LITE0_FILE
+def finetune(call: Call) -> list[str]:
+    argv = script("finetune_lite0.py", "--budget-minutes", f"{call.step_minutes():.2f}", "--no-progress",
+                  "--out", str(call.results / "transfer_lite0"))
+    checkpoint = call.files / LITE0_FILE
     if checkpoint.exists():  # else the installed package's copy
         argv += ["--checkpoint", str(checkpoint)]
-    return argv + (["--quick"] if rehearse else [])
+    return argv + (["--quick"] if call.rehearse else [])
 
 
 ITEMS = [
     Item("throughput", "1. B0 against timm and torchvision (bf16, channels_last, eager); data-pipeline overhead",
          "gpu-throughput", 2.0, [
-             Step("eager", lambda r, q, m: throughput(r, q, "cifar" if q else "both", False),
+             Step("eager", lambda call: throughput(call, "cifar" if call.rehearse else "both", "throughput-eager.json"),
                   exists("gpu-throughput/throughput-eager.json")),
-             Step("data-pipeline", lambda r, q, m: data_pipeline(r, q), exists("gpu-throughput/data-pipeline.json")),
+             Step("data-pipeline", data_pipeline, exists("gpu-throughput/data-pipeline.json")),
          ]),
     Item("throughput-compile", "1. the same under torch.compile", "gpu-throughput", 3.0, [
-        Step(f"compile-{config}", lambda r, q, m, c=config: throughput(r, q, c, True),
+        Step(f"compile-{config}",
+             lambda call, c=config: throughput(call, c, f"throughput-compile-{c}.json", compile_=True),
              exists(f"gpu-throughput/throughput-compile-{config}.json"))
         for config in ("cifar", "imagenet")
     ]),
     Item("time-to-accuracy", "2. CIFAR B0 to 90% test accuracy within 5 minutes of training", "time-to-accuracy", 7.0, [
-        Step("train", lambda r, q, m: script("time_to_accuracy.py", "--out", str(r / "time-to-accuracy"),
-                                             *(["--tiny"] if q else ["--compile"])),
+        Step("train", lambda call: script("time_to_accuracy.py", "--out", str(call.results / "time-to-accuracy"),
+                                          *(["--tiny"] if call.rehearse else ["--compile"])),
              exists("time-to-accuracy/summary.json")),
     ]),
     Item("scaling", "3. single-axis against compound scaling, phi 1-3, two seeds", "scaling-gpu/compare", 1.5,
@@ -182,8 +181,8 @@ BY_NAME = {item.name: item for item in ITEMS}
 class Call:
     """One call on the GPU machine: its deadline, its log and what it sends back."""
 
-    def __init__(self, results: Path, out: Path, minutes: float, rehearse: bool):
-        self.results, self.out, self.rehearse = results, out, rehearse
+    def __init__(self, results: Path, out: Path, minutes: float, rehearse: bool, files: Path = ROOT / ".gpu"):
+        self.results, self.out, self.rehearse, self.files = results, out, rehearse, files
         self.deadline = time.monotonic() + 60 * minutes
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = open(self.out / LOG, "a", buffering=1)
@@ -196,6 +195,10 @@ class Call:
     def minutes_left(self) -> float:
         return (self.deadline - time.monotonic()) / 60
 
+    def step_minutes(self) -> float:
+        """The budget of a step that keeps one of its own: 30 s less than the call has left, to stop and pack."""
+        return max(0.5, self.minutes_left() - 0.5)
+
     def run_item(self, item: Item) -> str:
         """Run the item's unfinished steps: "done", "to be continued" (a chunk ended) or "failed"."""
         if item.folder not in self.folders:
@@ -205,8 +208,7 @@ class Call:
                 self.say(f"[{item.name}/{step.name}] done already")
                 continue
             left = self.minutes_left()
-            # Steps with a budget of their own get 30 s less than the call has: time to stop and pack.
-            command = step.command(self.results, self.rehearse, max(0.5, left - 0.5))
+            command = step.command(self)
             self.say(f"[{item.name}/{step.name}] {left:.1f} min left: {' '.join(command)}")
             started = time.monotonic()
             code = self.execute(command, timeout=max(1.0, 60 * left - 10))
@@ -335,18 +337,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"run takes item names from: {', '.join(BY_NAME)}" + (f" (not {unknown})" if unknown else ""))
     if args.action == "next" and args.names:
         parser.error("next takes no names: it runs the first unfinished items")
-    os.environ["EFFNET_LAB_GPU_FILES"] = str(Path(args.files).absolute())
-    carried = Path(args.files) / DATA_FILE
-    if "EFFNET_LAB_DATA" not in os.environ and carried.exists():
-        os.environ["EFFNET_LAB_DATA"] = str(carried.absolute())
+    files = Path(args.files).absolute()
+    if "EFFNET_LAB_DATA" not in os.environ and (files / DATA_FILE).exists():
+        os.environ["EFFNET_LAB_DATA"] = str(files / DATA_FILE)
 
-    call = Call(results, Path(args.out), args.minutes, args.rehearse)
+    call = Call(results, Path(args.out), args.minutes, args.rehearse, files)
     call.say(f"gpu_jobs {args.action} {' '.join(args.names)} on {device_line()}, "
              f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, "
              f"data {os.environ.get('EFFNET_LAB_DATA', '(found by effnet_lab.data)')}"
              + (", REHEARSAL (tiny settings)" if args.rehearse else ""))
-    queue = [BY_NAME[name] for name in args.names] if args.action == "run" else \
-        [item for item in ITEMS if not item.is_done(results, args.rehearse)]
+    queue = [BY_NAME[name] for name in args.names] if args.action == "run" else ITEMS
     failed = False
     for item in queue:
         if item.is_done(results, args.rehearse):

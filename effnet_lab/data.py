@@ -367,11 +367,6 @@ def _read_cache(path: Path, name: str) -> CifarData:
     )
 
 
-def _write_cache(path: Path, payload: dict) -> None:
-    """Atomic: a reader sees the old file or the whole new one, never half of one."""
-    save_torch(path, payload)
-
-
 def _load_source(source: _Source, name: str, cache_dir: Path, progress: bool) -> CifarData:
     """Read ``source`` through its cache: decode and cache it only when no valid cache exists."""
     if source.kind == "cache":  # a cache file named explicitly: no source to rebuild it from
@@ -390,7 +385,7 @@ def _load_source(source: _Source, name: str, cache_dir: Path, progress: bool) ->
     payload = _payload(name, tensors, source.describe())
     _validate(payload, name)
     try:
-        _write_cache(cache_path, payload)
+        save_torch(cache_path, payload)  # atomic: never half a cache file
     except OSError as error:  # a read-only folder: still usable, only slower next time
         warnings.warn(f"could not write the cache {cache_path} ({error}); set {settings.CACHE_ENV}", stacklevel=3)
         cache_path = None

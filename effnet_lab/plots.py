@@ -27,6 +27,7 @@ seaborn and pandas are imported inside the functions: the package does not need 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -387,8 +388,6 @@ def throughput_table(*paths: str | os.PathLike):
     """One row per measured configuration from ``benchmarks/throughput.py`` JSON files (or
     folders of them): images per second of effnet_lab, timm and torchvision, and effnet_lab's
     ratio to the faster of the two (the target is at least 1.0 on a GPU)."""
-    import json
-
     import pandas as pd
 
     missing = [str(path) for path in paths if not Path(path).exists()]
@@ -441,8 +440,6 @@ def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "c
     its sweep is unfinished, by how many runs are in; else the CPU quick-mode table
     (``scaling-quick/``); else ``None`` and why.
     """
-    import json
-
     if shipped_root is None:
         return None, "no shipped results here: they are in the project's results/ folder (clone it to plot them)"
     gpu = Path(shipped_root) / "scaling-gpu" / experiment
@@ -462,8 +459,6 @@ def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "c
 
 def time_to_accuracy_report(folder: str | os.PathLike):
     """The figure and a one-line summary of a run of ``benchmarks/time_to_accuracy.py``."""
-    import json
-
     folder = Path(folder)
     summary = json.loads((folder / "summary.json").read_text())
     record = json.loads((folder / "run" / "record.json").read_text())
