@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import effnet_lab  # noqa: E402
 from effnet_lab import settings  # noqa: E402
+from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.files import write_json  # noqa: E402
 from effnet_lab.data import CifarData, DeviceLoader, load_cifar  # noqa: E402
 from effnet_lab.train import QUICK_MODEL, QUICK_TRAIN, build_model  # noqa: E402
@@ -50,24 +51,20 @@ def get_data(per_class: int) -> CifarData:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-size", type=int, default=QUICK_TRAIN["batch_size"])
-    parser.add_argument("--resolution", type=int, default=QUICK_TRAIN["resolution"])
-    parser.add_argument("--per-class", type=int, default=QUICK_TRAIN["subset_per_class"],
+    parser.add_argument("--batch-size", type=positive_int, default=QUICK_TRAIN["batch_size"])
+    parser.add_argument("--resolution", type=positive_int, default=QUICK_TRAIN["resolution"])
+    parser.add_argument("--per-class", type=positive_int, default=QUICK_TRAIN["subset_per_class"],
                         help="training images per class (the epoch)")
-    parser.add_argument("--steps", type=int, help="steps per round (default: one epoch of the subset)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--width", type=float, default=QUICK_MODEL["width"])
-    parser.add_argument("--depth", type=float, default=QUICK_MODEL["depth"])
+    parser.add_argument("--steps", type=positive_int, help="steps per round (default: one epoch of the subset)")
+    parser.add_argument("--rounds", type=positive_int, default=5)
+    parser.add_argument("--width", type=positive_float, default=QUICK_MODEL["width"])
+    parser.add_argument("--depth", type=positive_float, default=QUICK_MODEL["depth"])
     parser.add_argument("--device", help="default: the GPU when there is one")
-    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
                         help="cpu: this process's CPU time (with --threads 1, robust on a machine shared with other jobs)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
-    for name in ("batch_size", "resolution", "per_class", "steps", "rounds", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else settings.default_device()

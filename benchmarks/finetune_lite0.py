@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from effnet_lab import settings  # noqa: E402
+from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.data import DeviceLoader, load_cifar  # noqa: E402
 from effnet_lab.files import write_json  # noqa: E402
 from effnet_lab.pretrained import efficientnet_lite0, lite0_checkpoint_path  # noqa: E402
@@ -64,11 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", help="folder for the records (default: results/transfer_lite0/; with --quick, "
                                       "transfer_lite0_quick/ in the results folder of effnet_lab.settings)")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from {','.join(PHASES)}")
-    parser.add_argument("--resolution", type=int, default=224, help="input size for fine-tuning and scratch")
+    parser.add_argument("--resolution", type=positive_int, default=224, help="input size for fine-tuning and scratch")
     parser.add_argument("--probe-resolutions", default="32,64,96,128,160,224")
-    parser.add_argument("--budget-minutes", type=float, default=7.5, help="the whole script's time limit")
-    parser.add_argument("--max-epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--budget-minutes", type=positive_float, default=7.5, help="the whole script's time limit")
+    parser.add_argument("--max-epochs", type=positive_int, default=10)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--compile", action="store_true", help="torch.compile (costs compile time, counted in the budget)")
     parser.add_argument("--quick", action="store_true", help="tiny settings to check the script on a CPU")
     parser.add_argument("--no-progress", dest="progress", action="store_false")

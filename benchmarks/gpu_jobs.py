@@ -318,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the carried folder with {DATA_FILE} (and {LITE0_FILE} for finetune)")
     parser.add_argument("--rehearse", action="store_true", help="tiny settings, to check every item on a CPU")
     args = parser.parse_args(argv)
+    if not args.minutes > 0:  # this script imports neither torch nor effnet_lab, so checks.positive_float is not at hand
+        parser.error(f"--minutes must be greater than 0, got {args.minutes}")
     results = Path(args.results).resolve()
 
     if args.action == "status":

@@ -40,14 +40,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the package from this working tree, installed or not
 
 from effnet_lab import experiments, settings  # noqa: E402
+from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.files import write_json  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", nargs="+", default=["compare", "grid"])
-    parser.add_argument("--processes", type=int, default=4, help="sweep processes side by side on the GPU")
-    parser.add_argument("--minutes", type=float, default=7.5, help="the whole chunk's deadline, data included")
+    parser.add_argument("--processes", type=positive_int, default=4, help="sweep processes side by side on the GPU")
+    parser.add_argument("--minutes", type=positive_float, default=7.5, help="the whole chunk's deadline, data included")
     parser.add_argument("--out", default=str(ROOT / "results" / "scaling-gpu"), help="folder of the results tables")
     parser.add_argument("--runs-dir", default=None, help="run folders with checkpoints (default: <results folder>/sweep-runs)")
     parser.add_argument("--data", default=None, help="CIFAR-10 folder or .tar.gz (default: found as effnet_lab.data does)")

@@ -37,6 +37,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from effnet_lab import experiments, settings  # noqa: E402
+from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.model import build  # noqa: E402
 
 
@@ -144,12 +145,12 @@ def side_by_side(args, processes: int, model_index: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick sweep's models and batch size")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the sweep's own")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per turn")
-    parser.add_argument("--repeats", type=int, default=3, help="turns per model")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the sweep's own")
+    parser.add_argument("--steps", type=positive_int, default=3, help="timed steps per turn")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="turns per model")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--processes", type=int, nargs="*", default=[], help="also measure N processes side by side")
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each side-by-side measurement")
+    parser.add_argument("--processes", type=positive_int, nargs="*", default=[], help="also measure N processes side by side")
+    parser.add_argument("--seconds", type=positive_float, default=15.0, help="length of each side-by-side measurement")
     parser.add_argument("--json", default=None, help="save the results to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-index", type=int, default=0, help=argparse.SUPPRESS)

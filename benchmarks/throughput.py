@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import effnet_lab  # noqa: E402
 from effnet_lab import settings  # noqa: E402
+from effnet_lab.checks import nonnegative_int, positive_int  # noqa: E402
 from effnet_lab.files import write_json  # noqa: E402
 
 # Per configuration: resolution, default batch on the CPU, default batch on a GPU.
@@ -161,23 +162,19 @@ def provenance(device: torch.device) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=["cifar", "imagenet", "both"], default="both")
-    parser.add_argument("--batch-size", type=int, help="default: 32 (cifar) / 8 (224 px) on a CPU, 256 / 128 on a GPU")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per model per round (default: 2 CPU, 20 GPU)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 2 CPU, 10 GPU)")
+    parser.add_argument("--batch-size", type=positive_int, help="default: 32 (cifar) / 8 (224 px) on a CPU, 256 / 128 on a GPU")
+    parser.add_argument("--steps", type=positive_int, default=None, help="training steps per model per round (default: 2 CPU, 20 GPU)")
+    parser.add_argument("--rounds", type=positive_int, default=5)
+    parser.add_argument("--warmup", type=nonnegative_int, default=None, help="untimed steps first (default: 2 CPU, 10 GPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile all three")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument("--device", help="default: the GPU when there is one")
-    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
                         help="cpu: this process's CPU time (with --threads 1, robust on a machine shared with other jobs)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
-    for name in ("batch_size", "steps", "rounds", "warmup", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name == "warmup" else 1):
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     device = torch.device(args.device) if args.device else settings.default_device()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
+from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.data import load_cifar  # noqa: E402
 from effnet_lab.files import atomic_write, write_json  # noqa: E402
 from effnet_lab.plots import plot_time_to_accuracy  # noqa: E402
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="CIFAR-10 folder or .tar.gz (default: EFFNET_LAB_DATA or found)")
     parser.add_argument("--out", default="results/time-to-accuracy", help="folder for the plan, run and summary")
-    parser.add_argument("--budget-seconds", type=float, default=300.0, help="training time to plan for")
-    parser.add_argument("--epochs", type=int, help="skip the probe and train this many epochs")
+    parser.add_argument("--budget-seconds", type=positive_float, default=300.0, help="training time to plan for")
+    parser.add_argument("--epochs", type=positive_int, help="skip the probe and train this many epochs")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     parser.add_argument("--tiny", action="store_true", help="a CPU smoke test: tiny subsets, a narrow model")
     args = parser.parse_args(argv)

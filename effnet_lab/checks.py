@@ -6,6 +6,7 @@ number, got nan", not a shape error twenty frames deep inside PyTorch.
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 from collections.abc import Iterable
@@ -57,3 +58,28 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
     return value
+
+
+
+# Argument types for the command lines (argparse calls them on the text typed): a bad value
+# stops the script with "argument --steps: must be at least 1, got 0" before any work starts.
+def _argument_type(convert, what: str, minimum: float, *, exclusive: bool = False):
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        too_small = value <= minimum if exclusive else value < minimum
+        if not math.isfinite(value) or too_small:
+            bound = f"greater than {minimum:g}" if exclusive else f"at least {minimum:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = f"{what} ({'>' if exclusive else '>='} {minimum:g})"
+    return parse
+
+
+positive_int = _argument_type(int, "a whole number", 1)
+nonnegative_int = _argument_type(int, "a whole number", 0)
+positive_float = _argument_type(float, "a number", 0, exclusive=True)
+nonnegative_float = _argument_type(float, "a number", 0)

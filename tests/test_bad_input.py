@@ -81,3 +81,33 @@ def test_from_torchvision_rejects_other_models():
         effnet_lab.from_torchvision(torchvision.models.mobilenet_v2())
     with pytest.raises(TypeError, match="tv_model"):
         effnet_lab.from_torchvision("efficientnet_b0")
+
+
+@pytest.mark.parametrize("text, message", [("0", "must be at least 1, got 0"), ("-3", "must be at least 1, got -3"),
+                                           ("2.5", "expected a whole number"), ("x", "expected a whole number")])
+def test_benchmark_counts_are_checked_by_argparse(text, message, capsys):
+    import argparse
+
+    from effnet_lab.checks import positive_int
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=positive_int)
+    assert parser.parse_args(["--steps", "4"]).steps == 4
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--steps", text])
+    assert f"argument --steps: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "soon"])
+def test_benchmark_budgets_must_be_positive_numbers(text, capsys):
+    import argparse
+
+    from effnet_lab.checks import nonnegative_int, positive_float
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=positive_float)
+    parser.add_argument("--warmup", type=nonnegative_int)
+    assert parser.parse_args(["--minutes", "0.5", "--warmup", "0"]).minutes == 0.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--minutes", text])
+    assert "argument --minutes:" in capsys.readouterr().err
