@@ -26,6 +26,7 @@ from torch import nn
 
 from .checks import check_choice, check_int
 from .layers import ConvBNAct, DepthwiseSeparableConv
+from .plots import plain_log_ticks
 from .profile import count_macs, count_params, measure_latency
 
 
@@ -255,15 +256,6 @@ def tiny_cifar_net(kind: str = "standard", width: int = 32, num_classes: int = 1
 # --- figures ------------------------------------------------------------------------------------
 
 
-def _plain_log_ticks(axis) -> None:
-    """Ticks at 1, 2, 5 x 10^n labelled as plain numbers (0.05, not 5x10^-2) on a log axis."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
 def plot_cost_ratio(
     kernel_sizes: Iterable[int] = (3, 5, 7),
     channels: Iterable[int] = (8, 16, 32, 64, 128, 256, 512, 1024),
@@ -284,7 +276,7 @@ def plot_cost_ratio(
         title="Cost ratio $1/C_{out} + 1/k^2$\n(dotted: the limit $1/k^2$)",
     )
     left.set_xticks(channels, [str(c) for c in channels])
-    _plain_log_ticks(left.yaxis)
+    plain_log_ticks(left.yaxis)
     left.legend()
     left.grid(True, which="both", alpha=0.3)
 
@@ -331,8 +323,8 @@ def plot_benchmark(rows: list[dict]):
     right.set_xlim(low / 2, high * 4)  # room for the labels
     low, high = right.get_ylim()
     right.set_ylim(low / 1.5, high * 1.5)
-    _plain_log_ticks(right.xaxis)
-    _plain_log_ticks(right.yaxis)
+    plain_log_ticks(right.xaxis)
+    plain_log_ticks(right.yaxis)
     right.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"{rows[0]['device']}: median of timed forward passes")
     return fig

@@ -48,6 +48,7 @@ from torch import nn
 from .checks import check_choice, check_int, check_number
 from .files import atomic_write, save_torch, write_json, write_text
 from .model import EfficientNetConfig, StageSpec, build
+from .plots import plain_log_ticks
 from .profile import count_macs, count_params
 from .scaling import round_channels
 
@@ -1010,15 +1011,6 @@ def write_readme(out: str | Path) -> Path:
 POLICY_COLORS = {"controller": "tab:blue", "random": "tab:orange"}
 
 
-def _plain_log_ticks(axis) -> None:
-    """Log-scale ticks written as 5, 10, 20 instead of 5x10^0, 10^1, 2x10^1."""
-    from matplotlib.ticker import FuncFormatter
-
-    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    # Label only the 2s and 5s between the powers of ten: enough to read, not crowded.
-    axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
-
-
 def provenance_note(records: Sequence[dict]) -> str:
     """One line saying how the plotted numbers were made."""
     if not records:
@@ -1047,7 +1039,7 @@ def plot_reward_surface(ws: Sequence[float] = (0.0, -0.07, -0.3), target_macs: f
         ax.clabel(lines, fmt="%.2f", fontsize=8)
         ax.axvline(target_macs / 1e6, color="red", linestyle="--", linewidth=1, label=f"T = {target_macs / 1e6:g}M")
         ax.set_xscale("log")
-        _plain_log_ticks(ax.xaxis)
+        plain_log_ticks(ax.xaxis)
         ax.set_title(f"w = {w:g}")
         ax.set_xlabel("MACs (millions, log scale)")
         fig.colorbar(filled, ax=ax, label="reward")
@@ -1068,7 +1060,7 @@ def plot_winners_by_w(records: Sequence[dict], ws: Sequence[float] | None = None
     fig, ax = plt.subplots(figsize=(8, 4.2))
     ax.step(ws, [r["macs"] / 1e6 for _, r in winners], where="mid", color="tab:blue", label="winner's MACs")
     ax.set_yscale("log")
-    _plain_log_ticks(ax.yaxis)
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("w (the reward's cost exponent)")
     ax.set_ylabel("winner's MACs (millions, log scale)", color="tab:blue")
     twin = ax.twinx()
@@ -1121,7 +1113,7 @@ def plot_pareto(logs: dict[str, Sequence[dict]]):
     ax.plot([r["macs"] / 1e6 for r in front], [r["accuracy"] * 100 for r in front], color="black", linewidth=1.2,
             drawstyle="steps-post", zorder=1, label=f"Pareto front ({len(front)} children)")
     ax.set_xscale("log")
-    _plain_log_ticks(ax.xaxis)
+    plain_log_ticks(ax.xaxis)
     ax.set_xlabel("MACs at 32x32 (millions, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Every sampled child: accuracy against cost")

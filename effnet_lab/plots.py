@@ -58,6 +58,15 @@ def style(context: str = "notebook", font_scale: float = 1.1) -> None:
     })
 
 
+def plain_log_ticks(axis) -> None:
+    """Ticks at 1, 2 and 5 x 10^n on a log axis, written as plain numbers (0.05, 20), not 5x10^-2."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def title_for(text: str, quick: bool) -> str:
     """``text``, with the quick-mode warning on a line above it when ``quick``."""
     return f"{QUICK_LABEL}\n{text}" if quick else text
