@@ -374,7 +374,8 @@ def test_processes_share_each_global_batch():
     whole = list(DeviceLoader(images, labels, 8, seed=5, device="cpu"))
     parts = [list(DeviceLoader(images, labels, 8, seed=5, device="cpu", rank=r, world_size=2)) for r in (0, 1)]
     for (x, y), (x0, y0), (x1, y1) in zip(whole, *parts):
-        assert torch.equal(x[0::2], x0) and torch.equal(x[1::2], x1) and torch.equal(y[1::2], y1)
+        assert torch.equal(x[0::2], x0) and torch.equal(x[1::2], x1)
+        assert torch.equal(y[0::2], y0) and torch.equal(y[1::2], y1)
     with pytest.raises(ValueError, match="divide evenly"):
         DeviceLoader(images, labels, 9, device="cpu", world_size=2)
 

@@ -309,20 +309,8 @@ def test_cli_lists_the_plan_with_its_cost(tmp_path, capsys):
 # --- end to end, with the real trainer --------------------------------------------------------------
 
 
-def cifar_available() -> bool:
-    try:
-        from effnet_lab.data import load_cifar
-
-        load_cifar(progress=False, download=False)
-    except (FileNotFoundError, ValueError):
-        return False
-    return True
-
-
 @pytest.mark.slow
-def test_killing_the_real_sweep_and_rerunning_it_finishes_every_run_exactly_once(tmp_path):
-    if not cifar_available():
-        pytest.skip("no CIFAR-10 copy at hand")
+def test_killing_the_real_sweep_and_rerunning_it_finishes_every_run_exactly_once(tmp_path, cifar10):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), EFFNET_LAB_QUICK="1")
     command = [sys.executable, "-m", "effnet_lab", "sweep", "compare", "--phis", "1", "--seeds", "0", "--epochs", "2",
                "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
@@ -341,11 +329,12 @@ def test_killing_the_real_sweep_and_rerunning_it_finishes_every_run_exactly_once
             break
         time.sleep(0.02)
     process.wait()
-    if caught is None or (tmp_path / "runs" / caught / "record.json").exists():
-        caught = None  # the run ended before the kill landed: still a valid interruption test
+    # Each run checkpoints after epoch 1 and writes its record after epoch 2: the watcher above
+    # has a whole epoch to see the checkpoint alone and kill the sweep inside that run.
+    assert caught is not None, "no run was caught between its checkpoint and its record"
+    assert not (tmp_path / "runs" / caught / "record.json").exists()
     before = table(tmp_path / "out") if (tmp_path / "out").exists() else {}
     assert len(before) < len(runs)
-    print(f"killed with {len(before)} runs finished" + (f", during run {caught}" if caught else ""))
 
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     rows = X.read_results(tmp_path / "out")
@@ -353,5 +342,4 @@ def test_killing_the_real_sweep_and_rerunning_it_finishes_every_run_exactly_once
     by_id = {row["run_id"]: row for row in rows}
     for run_id, row in before.items():
         assert by_id[run_id]["date"] == row["date"]  # finished runs were not trained again
-    if caught is not None:
-        assert by_id[caught]["resumed"] is True  # it went on from its checkpoint
+    assert by_id[caught]["resumed"] is True  # it went on from its checkpoint

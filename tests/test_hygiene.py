@@ -219,16 +219,17 @@ def test_is_online_does_not_wait_for_a_stuck_lookup(monkeypatch):
     """A name look-up that never returns (a broken resolver) is not waited for."""
     monkeypatch.delenv(settings.OFFLINE_ENV, raising=False)
     settings._reachable.cache_clear()
-    release = threading.Event()
+    release, finished = threading.Event(), threading.Event()
 
     def stuck(*args, **kwargs):
         release.wait(60)
+        finished.set()
         raise OSError("released")
 
     monkeypatch.setattr(socket, "create_connection", stuck)
     try:
         assert settings.is_online(timeout=0.2, host="stuck.invalid") is False
-        assert not release.is_set()  # it answered while the look-up was still stuck
+        assert not finished.is_set()  # it answered while the look-up was still stuck
     finally:
         release.set()
         settings._reachable.cache_clear()

@@ -3,6 +3,7 @@
 import json
 import zlib
 
+import numpy as np
 import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -67,9 +68,15 @@ def test_scaling_figure_draws_one_point_per_model(results):
     frame = plots.to_frame(results)
     fig = plots.plot_scaling(frame)
     ax = fig.axes[0]
-    compound = frame[frame["family"] == "compound"]
-    drawn = [line for line in ax.get_lines() if len(line.get_xdata()) == 1 + compound["phi"].nunique()]
-    assert drawn  # each family's line: the baseline and one point per phi (seeds averaged)
+    mean = frame.groupby(["family", "phi"])[["accuracy", "mmacs"]].mean()
+    for family in plots.FAMILY_ORDER:
+        # Each family's line: the baseline, then one point per phi, its seeds averaged.
+        lines = [line for line in ax.get_lines()
+                 if matplotlib.colors.same_color(line.get_color(), plots.FAMILY_COLORS[family])]
+        assert len(lines) == 1, family
+        expected = pd.concat([mean.loc[["baseline"]], mean.loc[[family]]]).sort_values("mmacs")
+        assert len(expected) == 1 + frame[frame["family"] == family]["phi"].nunique()
+        assert np.allclose(lines[0].get_xdata(), expected["mmacs"]) and np.allclose(lines[0].get_ydata(), expected["accuracy"])
     matplotlib.pyplot.close(fig)
 
 
