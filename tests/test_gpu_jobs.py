@@ -255,3 +255,37 @@ def test_scaling_items_are_done_only_when_their_sweep_says_nothing_is_left(tmp_p
     assert not item.is_done(tmp_path)
     (table / "status.json").write_text(json.dumps({"runs": 37, "left": 0, "failed": 0}))
     assert item.is_done(tmp_path)
+
+
+def test_a_crashing_step_is_reported_passed_by_and_retried_only_when_asked(tmp_path, monkeypatch, capsys):
+    jobs = _jobs()
+    results, marker = tmp_path / "results", tmp_path / "ran"
+
+    def step(name: str, code: int) -> "jobs.Step":
+        # Writes its result only when it succeeds; prints a line either way.
+        argv = [sys.executable, "-c", f"import sys, pathlib; print('this is {name}');"
+                f"pathlib.Path({str(results)!r}, {name!r}).mkdir(parents=True, exist_ok=True) if {code} == 0 else None;"
+                f"open({str(marker)!r}, 'a').write({name!r} + chr(10)); sys.exit({code})"]
+        return jobs.Step(name, lambda call: argv, jobs.exists(name))
+
+    crashing = jobs.Item("crashing", "a step that crashes", "crashing", 0.1, [step("crash", 3)])
+    fine = jobs.Item("fine", "a step that works", "fine", 0.1, [step("fine", 0)])
+    monkeypatch.setattr(jobs, "ITEMS", [crashing, fine])
+    monkeypatch.setattr(jobs, "BY_NAME", {"crashing": crashing, "fine": fine})
+    call = ["--results", str(results), "--out", str(tmp_path / "out"), "--minutes", "2"]
+
+    assert jobs.main(["next", *call]) == 1  # the crash is an error of the call...
+    assert marker.read_text().split() == ["crash", "fine"]  # ...but the next item still ran
+    report = results / "crashing" / "failed-crashing-crash.log"
+    assert "exit 3" in report.read_text() and "this is crash" in report.read_text()
+    with tarfile.open(tmp_path / "out" / "results.tar.gz") as archive:
+        assert "crashing/failed-crashing-crash.log" in archive.getnames()  # it comes back
+
+    assert jobs.main(["next", *call]) == 0  # a later call passes the crashed item by
+    assert marker.read_text().split() == ["crash", "fine"]
+    capsys.readouterr()
+    jobs.main(["status", "--results", str(results)])
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()] == [["failed", "crashing"], ["done", "fine"]]
+
+    assert jobs.main(["run", "crashing", *call]) == 1  # asked by name: tried again
+    assert marker.read_text().split() == ["crash", "fine", "crash"] and report.exists()
