@@ -8,7 +8,8 @@ How it fits a budget: a short probe run (the same recipe on a 1,000-per-class su
 epochs, no compile) measures the seconds an epoch costs; the script then picks as many
 epochs as fit in ``--budget-seconds`` (with a margin) and saves that plan, so a rerun of the
 same command uses the same plan and *resumes* the training run from its last checkpoint
-(written about every 30 seconds). It writes into ``--out``:
+(written about every 30 seconds); ``--plan-only`` stops after the plan, so that probing and
+training can run as two shorter steps. It writes into ``--out``:
 
 - ``plan.json``: the probe's measurement and the chosen recipe;
 - ``run/record.json``: the training record (every field of ``effnet_lab.train``);
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=positive_int, help="skip the probe and train this many epochs")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     parser.add_argument("--tiny", action="store_true", help="a CPU smoke test: tiny subsets, a narrow model")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="probe, save the plan and stop (a later run trains it: two shorter steps)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             plan["checkpoint_every"] = max(1, round(30 / plan["epoch_seconds_estimate"]))
         write_json(plan_path, plan)
         print(f"plan: {plan['epochs']} epochs within {args.budget_seconds:.0f} s ({plan_path})")
+    if args.plan_only:
+        return 0
 
     config = TrainConfig(**{**plan["recipe"], "epochs": plan["epochs"]})
     command = [sys.executable, *sys.argv]

@@ -21,9 +21,13 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_time_to_accuracy_plans_trains_and_resumes_with_the_same_plan(cifar10, tmp_path):
     out = tmp_path / "tta"
+    planned = run_script("benchmarks/time_to_accuracy.py", "--tiny", "--plan-only", "--out", str(out))
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    plan = json.loads((out / "plan.json").read_text())
+    assert not (out / "run").exists() and not (out / "summary.json").exists()  # the plan alone
     first = run_script("benchmarks/time_to_accuracy.py", "--tiny", "--out", str(out))
     assert first.returncode == 0, first.stderr[-2000:]
-    plan = json.loads((out / "plan.json").read_text())
+    assert "resuming the plan" in first.stdout and json.loads((out / "plan.json").read_text()) == plan
     summary = json.loads((out / "summary.json").read_text())
     record = json.loads((out / "run" / "record.json").read_text())
     assert plan["epochs"] >= 1 and plan["epoch_seconds_estimate"] > 0
