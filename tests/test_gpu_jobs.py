@@ -289,3 +289,23 @@ def test_a_crashing_step_is_reported_passed_by_and_retried_only_when_asked(tmp_p
 
     assert jobs.main(["run", "crashing", *call]) == 1  # asked by name: tried again
     assert marker.read_text().split() == ["crash", "fine", "crash"] and report.exists()
+
+
+@pytest.mark.parametrize("in_chunks", [False, True])
+def test_a_step_in_one_piece_that_outlasts_a_whole_call_is_a_failure(tmp_path, monkeypatch, in_chunks):
+    """Rerunning a step that did not fit in a whole call would repeat that forever; a step that
+    works in chunks has made progress and goes on in the next call."""
+    jobs = _jobs()
+    slow = jobs.Item("slow", "a step longer than any call", "slow", 0.01, [
+        jobs.Step("sleep", lambda call: [sys.executable, "-c", "import time; time.sleep(600)"], jobs.exists("never"),
+                  in_chunks=in_chunks)])
+    monkeypatch.setattr(jobs, "ITEMS", [slow])
+    monkeypatch.setattr(jobs, "BY_NAME", {"slow": slow})
+    results = tmp_path / "results"
+    code = jobs.main(["next", "--results", str(results), "--out", str(tmp_path / "out"), "--minutes", "0.05"])
+    report = results / "slow" / "failed-slow-sleep.log"
+    if in_chunks:
+        assert code == 0 and not report.exists()
+        assert "[slow] to be continued" in (tmp_path / "out" / "gpu_jobs.log").read_text()
+    else:
+        assert code == 1 and "exit 124: it did not finish within a whole call" in report.read_text()
