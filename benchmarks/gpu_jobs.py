@@ -86,9 +86,13 @@ class Item:
     def is_done(self, results: Path, rehearse: bool = False) -> bool:
         return all(step.done(results, rehearse) for step in self.steps)
 
+    def failure_report(self, results: Path, step: Step) -> Path:
+        """Where a failed step leaves its report (items may share a folder: both names in it)."""
+        return results / self.folder / f"failed-{self.name}-{step.name}.log"
+
     def failure_reports(self, results: Path) -> list[Path]:
-        """Reports of steps that crashed in an earlier call (``next`` passes the item by)."""
-        return sorted((results / self.folder).glob(f"failed-{self.name}-*.log"))
+        """Reports of steps that failed in an earlier call (``next`` passes the item by)."""
+        return [path for path in (self.failure_report(results, step) for step in self.steps) if path.exists()]
 
 
 def script(name: str, *args: str) -> list[str]:
@@ -235,13 +239,14 @@ class Call:
             started = time.monotonic()
             code = self.execute(command, timeout=max(1.0, 60 * left - 10))
             self.say(f"[{item.name}/{step.name}] exit {code} after {(time.monotonic() - started) / 60:.1f} min")
-            self.pack()
             # A step in one piece stopped at the deadline though it had (nearly) the whole call: no
             # call is longer, so rerunning it would only repeat that. A failure, to fix by hand.
             whole_call = code == 124 and not step.in_chunks and left >= 0.9 * self.minutes
-            if code not in (0, 124) or whole_call:
+            failed = code not in (0, 124) or whole_call
+            if failed:
                 self.report_failure(item, step, command, code, "it did not finish within a whole call" if whole_call else "")
-                self.pack()
+            self.pack()
+            if failed:
                 return "failed"
             if not step.done(self.results, self.rehearse):
                 return "to be continued"  # a chunk of a longer job, or cut off at the deadline
@@ -250,7 +255,7 @@ class Call:
     def report_failure(self, item: Item, step: Step, command: list[str], code: int, why: str = "") -> Path:
         """Keep the crash with the results, so that it comes back and later calls pass the item by
         instead of spending their minutes on the same crash."""
-        report = self.results / item.folder / f"failed-{item.name}-{step.name}.log"
+        report = item.failure_report(self.results, step)
         report.parent.mkdir(parents=True, exist_ok=True)
         stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         report.write_text(f"{stamp} on {device_line()}: exit {code}{': ' + why if why else ''}\n{' '.join(command)}\n\n"
@@ -401,11 +406,11 @@ def main(argv: list[str] | None = None) -> int:
             call.say(f"[{item.name}] failed in an earlier call, passed by: see "
                      + ", ".join(f"results/{r.relative_to(results)}" for r in reports))
             continue
-        for report in reports:  # `run NAME` after a fix: try again
-            report.unlink()
         if call.minutes_left() < item.min_minutes:
             call.say(f"[{item.name}] needs {item.min_minutes:g} min, {call.minutes_left():.1f} left: next call")
             break
+        for report in reports:  # `run NAME` after a fix: try again
+            report.unlink()
         outcome = call.run_item(item)
         if outcome == "failed":  # the other items need not wait for this one's fix
             failed = True

@@ -60,7 +60,6 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
     return value
 
 
-
 # Argument types for the command lines (argparse calls them on the text typed): a bad value
 # stops the script with "argument --steps: must be at least 1, got 0" before any work starts.
 def _argument_type(convert, what: str, minimum: float, *, exclusive: bool = False):
@@ -75,11 +74,9 @@ def _argument_type(convert, what: str, minimum: float, *, exclusive: bool = Fals
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
 
-    parse.__name__ = f"{what} ({'>' if exclusive else '>='} {minimum:g})"
     return parse
 
 
 positive_int = _argument_type(int, "a whole number", 1)
 nonnegative_int = _argument_type(int, "a whole number", 0)
 positive_float = _argument_type(float, "a number", 0, exclusive=True)
-nonnegative_float = _argument_type(float, "a number", 0)

@@ -309,3 +309,14 @@ def test_a_step_in_one_piece_that_outlasts_a_whole_call_is_a_failure(tmp_path, m
         assert "[slow] to be continued" in (tmp_path / "out" / "gpu_jobs.log").read_text()
     else:
         assert code == 1 and "exit 124: it did not finish within a whole call" in report.read_text()
+
+
+def test_a_failure_report_belongs_to_its_own_item_where_items_share_a_folder(tmp_path):
+    jobs = _jobs()
+    throughput, compiled = jobs.BY_NAME["throughput"], jobs.BY_NAME["throughput-compile"]
+    assert throughput.folder == compiled.folder  # both write into gpu-throughput/
+    report = compiled.failure_report(tmp_path, compiled.steps[0])
+    report.parent.mkdir(parents=True)
+    report.write_text("exit 1")
+    assert compiled.failure_reports(tmp_path) == [report]
+    assert throughput.failure_reports(tmp_path) == []  # "failed-throughput-..." is not its report
