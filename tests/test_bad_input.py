@@ -1,5 +1,6 @@
 """Bad input gets a clear ValueError or TypeError naming the parameter, never a deep traceback."""
 
+import argparse
 import math
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 import effnet_lab
 from effnet_lab import CompoundScaling, count_macs, create_model, efficientnet
+from effnet_lab.checks import nonnegative_int, positive_float, positive_int
 
 
 @pytest.mark.parametrize("phi, error", [(math.nan, ValueError), (math.inf, ValueError),
@@ -86,10 +88,6 @@ def test_from_torchvision_rejects_other_models():
 @pytest.mark.parametrize("text, message", [("0", "must be at least 1, got 0"), ("-3", "must be at least 1, got -3"),
                                            ("2.5", "expected a whole number"), ("x", "expected a whole number")])
 def test_benchmark_counts_are_checked_by_argparse(text, message, capsys):
-    import argparse
-
-    from effnet_lab.checks import positive_int
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=positive_int)
     assert parser.parse_args(["--steps", "4"]).steps == 4
@@ -100,10 +98,6 @@ def test_benchmark_counts_are_checked_by_argparse(text, message, capsys):
 
 @pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "soon"])
 def test_benchmark_budgets_must_be_positive_numbers(text, capsys):
-    import argparse
-
-    from effnet_lab.checks import nonnegative_int, positive_float
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=positive_float)
     parser.add_argument("--warmup", type=nonnegative_int)
