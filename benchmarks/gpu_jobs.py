@@ -43,6 +43,7 @@ import collections
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -328,6 +329,13 @@ def device_line() -> str:
         return "no GPU (nvidia-smi not found)"
 
 
+def devices_in_log(text: str) -> list[str]:
+    """The machines a returned log says its calls ran on (its header lines), in order, once each:
+    the name for the commit message, as the device tool may lend an H200 when no H100 is free."""
+    found = re.findall(r"^gpu_jobs \w+ .*? on (.+?), \d{4}-\d\d-\d\dT", text, flags=re.MULTILINE)
+    return list(dict.fromkeys(found))
+
+
 def collect(returned: Path, results: Path) -> list[str]:
     """Unpack what a call sent back into ``results`` (and keep its log); the files written."""
     archive = returned / ARCHIVE
@@ -377,7 +385,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("collect takes one folder: the one the device tool returned (files_at)")
         written = collect(Path(args.names[0]), results)
         print("\n".join(f"  {name}" for name in written))
-        print(f"{len(written)} files into {results}; now commit them, naming the GPU:")
+        log = Path(args.names[0]) / LOG
+        devices = devices_in_log(log.read_text()) if log.exists() else []
+        print(f"{len(written)} files into {results}, made on {' and '.join(devices) or 'a machine the log does not name'}; "
+              "now commit them, naming that GPU:")
         print("\n".join(status(results)))
         return 0
 

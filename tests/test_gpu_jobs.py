@@ -94,6 +94,7 @@ def rehearsal(cifar10, tmp_path_factory):
     collected = subprocess.run(jobs + ["collect", str(tmp_path / "OUT"), "--results", str(here)],
                                env=env, capture_output=True, text=True, timeout=120)
     assert collected.returncode == 0, collected.stderr
+    assert "made on no GPU" in collected.stdout  # the rehearsal's CPU, read back from the returned log
     data = carried / "cifar10-jpeg.tar.gz" if (carried / "cifar10-jpeg.tar.gz").exists() else env.get("EFFNET_LAB_DATA")
     return {"tmp": tmp_path, "carried": carried, "out": tmp_path / "OUT", "gpu": tmp_path / "gpu-results",
             "here": here, "call": call, "data": str(data or "(found by effnet_lab.data)")}
@@ -230,6 +231,16 @@ def test_next_stops_at_the_first_item_that_does_not_fit_and_status_says_what_is_
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("done") and "throughput " in lines[0]
     assert all(line.startswith("pending") for line in lines[1:]) and len(lines) == len(jobs.ITEMS)
+
+
+def test_the_collected_log_names_the_gpu_for_the_commit_message():
+    jobs = _jobs()
+    log = ("gpu_jobs next  on NVIDIA H200, 143771 MiB, 570.86.15, 2026-11-27T03:01:02+00:00, data /x/c.tar.gz\n"
+           "[throughput] done\n"
+           "gpu_jobs run time-to-accuracy on NVIDIA H100 80GB HBM3, 81559 MiB, 550.54, 2026-11-28T01:00:00+00:00, data d\n"
+           "gpu_jobs next  on NVIDIA H200, 143771 MiB, 570.86.15, 2026-11-29T01:00:00+00:00, data d\n")
+    assert jobs.devices_in_log(log) == ["NVIDIA H200, 143771 MiB, 570.86.15", "NVIDIA H100 80GB HBM3, 81559 MiB, 550.54"]
+    assert jobs.devices_in_log("[throughput] done\n") == []
 
 
 def test_collect_refuses_an_archive_that_writes_outside_results(tmp_path):
