@@ -253,7 +253,7 @@ class Call:
                 return "to be continued"  # a chunk of a longer job, or cut off at the deadline
         return "done"
 
-    def report_failure(self, item: Item, step: Step, command: list[str], code: int, why: str = "") -> Path:
+    def report_failure(self, item: Item, step: Step, command: list[str], code: int, why: str = "") -> None:
         """Keep the crash with the results, so that it comes back and later calls pass the item by
         instead of spending their minutes on the same crash."""
         report = item.failure_report(self.results, step)
@@ -263,7 +263,6 @@ class Call:
                           f"the last {len(self.last_lines)} lines of its output:\n{''.join(self.last_lines)}")
         self.say(f"[{item.name}/{step.name}] failed: see results/{report.relative_to(self.results)} "
                  f"(fix the cause, delete the file, then run: gpu_jobs.py run {item.name})")
-        return report
 
     def execute(self, command: list[str], timeout: float) -> int:
         """Run one step, its output to the screen and the log; stopped at ``timeout`` seconds."""

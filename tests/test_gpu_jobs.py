@@ -76,11 +76,12 @@ def rehearsal(cifar10, tmp_path_factory):
     carried.mkdir()
     (carried / "efficientnet-lite0-57934424.pth").symlink_to(pretrained.lite0_checkpoint_path())
     env = _gpu_like_env(tmp_path)
+    data = "(found by effnet_lab.data)"  # no copy named: the jobs find it the way the fixture did
     if source and Path(source).is_file() and source.endswith((".tar.gz", ".tgz")):
-        (carried / "cifar10-jpeg.tar.gz").symlink_to(Path(source).resolve())  # as the GPU machine gets it
+        data = carried / "cifar10-jpeg.tar.gz"  # as the GPU machine gets it
+        data.symlink_to(Path(source).resolve())
     elif source:  # another kind of copy (a folder, say): gpu_jobs reads EFFNET_LAB_DATA when it is set
-        env["EFFNET_LAB_DATA"] = str(Path(source).resolve())
-    # else: the jobs find the copy the way the fixture did (effnet_lab.data's default places)
+        data = env["EFFNET_LAB_DATA"] = str(Path(source).resolve())
     jobs = [sys.executable, str(ROOT / "benchmarks" / "gpu_jobs.py")]
 
     def call(results: Path, out: Path) -> subprocess.CompletedProcess:
@@ -95,9 +96,8 @@ def rehearsal(cifar10, tmp_path_factory):
                                env=env, capture_output=True, text=True, timeout=120)
     assert collected.returncode == 0, collected.stderr
     assert "made on no GPU" in collected.stdout  # the rehearsal's CPU, read back from the returned log
-    data = carried / "cifar10-jpeg.tar.gz" if (carried / "cifar10-jpeg.tar.gz").exists() else env.get("EFFNET_LAB_DATA")
     return {"tmp": tmp_path, "carried": carried, "out": tmp_path / "OUT", "gpu": tmp_path / "gpu-results",
-            "here": here, "call": call, "data": str(data or "(found by effnet_lab.data)")}
+            "here": here, "call": call, "data": str(data)}
 
 
 @pytest.mark.slow
