@@ -351,12 +351,26 @@ def collect(returned: Path, results: Path) -> list[str]:
             written.append(str(target.relative_to(results.resolve())))
     log = returned / LOG
     if log.exists():
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
-        kept = results / "gpu-logs" / f"{stamp}.log"
+        kept = log_name(log.read_text(), results / "gpu-logs")
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(log, kept)
         written.append(str(kept.relative_to(results)))
     return written
+
+
+def log_name(text: str, folder: Path) -> Path:
+    """Where ``collect`` keeps a returned log: named by when its call started (its first header
+    line; else now), and never over the log of another call, as several calls of one session
+    are often collected within the same second."""
+    started = re.search(r"^gpu_jobs \w+ .*?, (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", text, flags=re.MULTILINE)
+    when = (datetime.datetime.fromisoformat(started.group(1)) if started
+            else datetime.datetime.now(datetime.timezone.utc))
+    stamp = when.strftime("%Y-%m-%dT%H%M%SZ")
+    kept, copy = folder / f"{stamp}.log", 1
+    while kept.exists() and kept.read_text() != text:
+        copy += 1
+        kept = folder / f"{stamp}-{copy}.log"
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -835,17 +835,23 @@ def run_sweep(
     mine = shard_runs(runs, shard)
     done = finished()  # a damaged table stops the sweep here, before any training
     model = cost_model(runs[0].train.get("device"))
-    correction = 1.0  # measured / predicted seconds of the runs finished so far
+    correction, timed = 1.0, 0  # measured / predicted seconds of the whole runs trained so far
     for number, run in enumerate(mine, 1):
         if (run.table, run.run_id) in done or (run.table, run.run_id) in finished():
             report.skipped.append(run.run_id)
             continue
-        predicted = model.run_seconds(run) * correction
+        run_dir = runs_dir / run.run_id
+        # A run folder that holds a finished record but no row (the table was lost, say on a
+        # GPU machine whose results folder was replaced) gives its record back at once; one that
+        # holds a checkpoint trains only what is left. Neither time is a whole run's: both stay
+        # out of the speed correction, and a finished record needs no time from the budget.
+        restored = (run_dir / "record.json").exists()
+        whole_run = not restored and not (run_dir / "checkpoint.pt").exists()
+        predicted = 0.0 if restored else model.run_seconds(run) * correction
         elapsed = time.perf_counter() - start
         if max_minutes is not None and elapsed + predicted > max_minutes * 60:
             report.left.append(run.run_id)
             continue
-        run_dir = runs_dir / run.run_id
         with _locked(run_dir, blocking=False) as claimed:
             if not claimed:
                 report.busy.append(run.run_id)
@@ -858,7 +864,8 @@ def run_sweep(
                 from .data import load_cifar
 
                 data = load_cifar(run.train.get("dataset", "cifar10"), run.train.get("data"), progress=progress)
-            log(f"[{number}/{len(mine)}] {run.describe()} (id {run.run_id}, ~{predicted:.0f} s)")
+            log(f"[{number}/{len(mine)}] {run.describe()} (id {run.run_id}, "
+                + ("its finished record, without a row yet)" if restored else f"~{predicted:.0f} s)"))
             model_config = run.model_config()
             from .model import build
 
@@ -872,7 +879,9 @@ def run_sweep(
             seconds = time.perf_counter() - run_start
             append_row(out / run.table / shard.file_name, result_row(run, record))
         report.trained.append(run.run_id)
-        correction = _updated(correction, predicted / correction, seconds, len(report.trained))
+        if whole_run:
+            timed += 1
+            correction = _updated(correction, predicted / correction, seconds, timed)
         accuracy = record.get("test_accuracy")
         log(f"    test accuracy {accuracy:.2%} in {seconds:.0f} s" if isinstance(accuracy, float)
             else f"    done in {seconds:.0f} s")

@@ -234,6 +234,23 @@ def test_a_time_budget_leaves_runs_for_the_next_call(tmp_path):
     assert fake.calls == [] and len(report.left) == len(runs) and not report.complete
 
 
+def test_a_finished_run_without_its_row_is_restored_within_any_budget_and_times_nothing(tmp_path):
+    """Seen on the GPU machine: its results folder was replaced between two calls, the run
+    folders stayed. The finished runs come back from their records at once, whatever the
+    budget, and their near-zero times must not make the sweep think the device is fast and
+    start runs it has no time for."""
+    runs = quick_runs(seeds=[0])
+    restored, fresh = runs[0], runs[1]
+    (tmp_path / "runs" / restored.run_id).mkdir(parents=True)
+    (tmp_path / "runs" / restored.run_id / "record.json").write_text("{}")  # train() returns it as it is
+    budget = 0.5 * X.cost_model("cpu").run_seconds(fresh) / 60
+    fake, lines = FakeTrainer(), []
+    report = X.run_sweep(runs, tmp_path, runs_dir=tmp_path / "runs", train_fn=fake, max_minutes=budget, log=lines.append)
+    assert fake.calls == [restored.run_id] and report.trained == [restored.run_id]
+    assert fresh.run_id in report.left and restored.run_id in table(tmp_path)
+    assert any("finished record" in line for line in lines)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="run claims use POSIX file locks")
 def test_a_run_claimed_by_another_process_is_skipped(tmp_path):
     import fcntl

@@ -243,6 +243,27 @@ def test_the_collected_log_names_the_gpu_for_the_commit_message():
     assert jobs.devices_in_log("[throughput] done\n") == []
 
 
+def test_logs_collected_within_one_second_are_each_kept_named_by_their_call(tmp_path):
+    """A warm machine's calls come back minutes apart but are collected seconds apart:
+    each log keeps its own file, named by when its call started, and collecting the same
+    call twice keeps one copy."""
+    jobs = _jobs()
+    results = tmp_path / "results"
+    headers = ["gpu_jobs next  on NVIDIA H200, 143771 MiB, 580.159.04, 2026-11-27T03:57:51+00:00, data d\n",
+               "gpu_jobs run scaling on NVIDIA H200, 143771 MiB, 580.159.04, 2026-11-27T04:06:48+00:00, data d\n",
+               "gpu_jobs run scaling on NVIDIA H200, 143771 MiB, 580.159.04, 2026-11-27T04:06:48+00:00, data e\n"]
+    for number, header in enumerate(headers + headers[:1]):
+        returned = tmp_path / f"returned{number}"
+        returned.mkdir()
+        with tarfile.open(returned / "results.tar.gz", "w:gz"):
+            pass
+        (returned / "gpu_jobs.log").write_text(header + "[scaling] to be continued\n")
+        jobs.collect(returned, results)
+    kept = sorted(path.name for path in (results / "gpu-logs").iterdir())
+    assert kept == ["2026-11-27T035751Z.log", "2026-11-27T040648Z-2.log", "2026-11-27T040648Z.log"]
+    assert (results / "gpu-logs" / "2026-11-27T040648Z-2.log").read_text().startswith(headers[2])
+
+
 def test_collect_refuses_an_archive_that_writes_outside_results(tmp_path):
     jobs = _jobs()
     returned = tmp_path / "returned"
