@@ -16,6 +16,10 @@ Back here, with the folder the device tool returned::
 
     python benchmarks/gpu_jobs.py collect FILES_AT     # unpack into results/, then commit
 
+Collect before the next call: each call sends this working tree, which replaces the GPU
+machine's ``results/``; what was not collected is gone there (finished sweep runs come back
+from their run folders, which stay, but that takes part of the chunk).
+
 What comes back: one archive, ``results.tar.gz``, of every file the call's items wrote under
 ``results/`` (paths relative to it, training checkpoints left out), rewritten after every
 step, so a call cut off at its time limit still returns what it finished; and the call's
