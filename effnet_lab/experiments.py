@@ -865,7 +865,7 @@ def run_sweep(
 
                 data = load_cifar(run.train.get("dataset", "cifar10"), run.train.get("data"), progress=progress)
             log(f"[{number}/{len(mine)}] {run.describe()} (id {run.run_id}, "
-                + ("its finished record, without a row yet)" if restored else f"~{predicted:.0f} s)"))
+                + ("finished earlier: its row comes back from its record)" if restored else f"~{predicted:.0f} s)"))
             model_config = run.model_config()
             from .model import build
 

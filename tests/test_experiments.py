@@ -248,7 +248,7 @@ def test_a_finished_run_without_its_row_is_restored_within_any_budget_and_times_
     report = X.run_sweep(runs, tmp_path, runs_dir=tmp_path / "runs", train_fn=fake, max_minutes=budget, log=lines.append)
     assert fake.calls == [restored.run_id] and report.trained == [restored.run_id]
     assert fresh.run_id in report.left and restored.run_id in table(tmp_path)
-    assert any("finished record" in line for line in lines)
+    assert any("its row comes back from its record" in line for line in lines)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="run claims use POSIX file locks")
