@@ -332,11 +332,15 @@ def device_line() -> str:
         return "no GPU (nvidia-smi not found)"
 
 
+# The header line each call writes first in its log (main): its GPU and when it started.
+HEADER = re.compile(r"^gpu_jobs \w+ .*? on (?P<device>.+?), (?P<started>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)",
+                    flags=re.MULTILINE)
+
+
 def devices_in_log(text: str) -> list[str]:
     """The machines a returned log says its calls ran on (its header lines), in order, once each:
     the name for the commit message, as the device tool may lend an H200 when no H100 is free."""
-    found = re.findall(r"^gpu_jobs \w+ .*? on (.+?), \d{4}-\d\d-\d\dT", text, flags=re.MULTILINE)
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(header["device"] for header in HEADER.finditer(text)))
 
 
 def collect(returned: Path, results: Path) -> list[str]:
@@ -366,8 +370,8 @@ def log_name(text: str, folder: Path) -> Path:
     """Where ``collect`` keeps a returned log: named by when its call started (its first header
     line; else now), and never over the log of another call, as several calls of one session
     are often collected within the same second."""
-    started = re.search(r"^gpu_jobs \w+ .*?, (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", text, flags=re.MULTILINE)
-    when = (datetime.datetime.fromisoformat(started.group(1)) if started
+    header = HEADER.search(text)
+    when = (datetime.datetime.fromisoformat(header["started"]) if header
             else datetime.datetime.now(datetime.timezone.utc))
     stamp = when.strftime("%Y-%m-%dT%H%M%SZ")
     kept, copy = folder / f"{stamp}.log", 1
@@ -419,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["EFFNET_LAB_DATA"] = str(files / DATA_FILE)
 
     call = Call(results, Path(args.out), args.minutes, args.rehearse, files)
+    # The log's header (HEADER reads it back in collect): keep the two in step.
     call.say(f"gpu_jobs {args.action} {' '.join(args.names)} on {device_line()}, "
              f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, "
              f"data {os.environ.get('EFFNET_LAB_DATA', '(found by effnet_lab.data)')}"

@@ -823,7 +823,7 @@ def run_sweep(
     shard = shard or Shard(1, 1)
     if max_minutes is not None:
         max_minutes = check_number("max_minutes", max_minutes, exclusive_minimum=0.0)
-    from .train import NonFiniteLossError, train
+    from .train import NonFiniteLossError, run_folder_state, train
 
     load_data = data is None and train_fn is None  # the real trainer: load the images once, here
     train_fn = train_fn or train
@@ -841,12 +841,12 @@ def run_sweep(
             report.skipped.append(run.run_id)
             continue
         run_dir = runs_dir / run.run_id
-        # A run folder that holds a finished record but no row (the table was lost, say on a
-        # GPU machine whose results folder was replaced) gives its record back at once; one that
-        # holds a checkpoint trains only what is left. Neither time is a whole run's: both stay
-        # out of the speed correction, and a finished record needs no time from the budget.
-        restored = (run_dir / "record.json").exists()
-        whole_run = not restored and not (run_dir / "checkpoint.pt").exists()
+        # A finished run folder without its row (the table was lost, say on a GPU machine whose
+        # results folder was replaced) gives its record back at once; a started one trains only
+        # what is left. Neither time is a whole run's: both stay out of the speed correction,
+        # and a finished run needs no time from the budget.
+        state = run_folder_state(run_dir)
+        restored, whole_run = state == "finished", state == "new"
         predicted = 0.0 if restored else model.run_seconds(run) * correction
         elapsed = time.perf_counter() - start
         if max_minutes is not None and elapsed + predicted > max_minutes * 60:

@@ -52,6 +52,17 @@ from .files import save_torch, write_json
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle")
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_FILE, RECORD_FILE = "checkpoint.pt", "record.json"  # in a run folder
+
+
+def run_folder_state(run_dir: str | os.PathLike) -> str:
+    """What ``train`` does with ``run_dir``: "finished" (the record, written after the last
+    epoch's checkpoint, is given back at once), "started" (training resumes from the
+    checkpoint) or "new"."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        return "new"
+    return "finished" if (run_dir / RECORD_FILE).exists() else "started"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -402,8 +413,8 @@ def train(
         raise ValueError(f"resolution {config.resolution} is too small for this model: it needs at least {minimum} pixels")
     description = json.loads(json.dumps(describe_model(model, model_spec), default=str))
     run_dir = Path(run_dir).expanduser() if run_dir is not None else None
-    checkpoint_path = run_dir / "checkpoint.pt" if run_dir else None
-    record_path = run_dir / "record.json" if run_dir else None
+    checkpoint_path = run_dir / CHECKPOINT_FILE if run_dir else None
+    record_path = run_dir / RECORD_FILE if run_dir else None
 
     saved = None
     if checkpoint_path is not None and checkpoint_path.exists():
@@ -554,14 +565,14 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
                 "rng": rng, "loader": train_loader.state_dict(), "curve": curve, "totals": totals,
                 "resume_count": resume_count,
             }
-            save_torch(run_dir / "checkpoint.pt", state)
+            save_torch(run_dir / CHECKPOINT_FILE, state)
     bar.close()
 
     peak, peak_measure = _peak_memory(device)
     record = _record(model, config, data, device, processes, accuracy, curve, totals, resume_count,
                      peak, peak_measure, description, command, amp, channels_last)
     if processes.main and run_dir is not None:
-        write_json(run_dir / "record.json", record)
+        write_json(run_dir / RECORD_FILE, record)
     return record
 
 

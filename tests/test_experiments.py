@@ -241,8 +241,10 @@ def test_a_finished_run_without_its_row_is_restored_within_any_budget_and_times_
     start runs it has no time for."""
     runs = quick_runs(seeds=[0])
     restored, fresh = runs[0], runs[1]
-    (tmp_path / "runs" / restored.run_id).mkdir(parents=True)
-    (tmp_path / "runs" / restored.run_id / "record.json").write_text("{}")  # train() returns it as it is
+    finished = tmp_path / "runs" / restored.run_id
+    finished.mkdir(parents=True)
+    for name in ("checkpoint.pt", "record.json"):  # as train() leaves a finished run: it returns the record as it is
+        (finished / name).write_text("{}")
     budget = 0.5 * X.cost_model("cpu").run_seconds(fresh) / 60
     fake, lines = FakeTrainer(), []
     report = X.run_sweep(runs, tmp_path, runs_dir=tmp_path / "runs", train_fn=fake, max_minutes=budget, log=lines.append)

@@ -21,7 +21,7 @@ import effnet_lab
 from effnet_lab import __main__ as cli
 from effnet_lab import train as train_module
 from effnet_lab.data import DeviceLoader
-from effnet_lab.train import NonFiniteLossError, TrainConfig, WarmupCosine, build_model, train
+from effnet_lab.train import NonFiniteLossError, TrainConfig, WarmupCosine, build_model, run_folder_state, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # A network small enough that a test trains it for a few epochs in seconds.
@@ -216,6 +216,7 @@ def test_resuming_ends_exactly_where_an_uninterrupted_run_ends(cifar10, tmp_path
         with pytest.raises(KeyboardInterrupt):
             train(build_model(**model_spec), config, data=cifar10, run_dir=tmp_path / "resumed", progress=False)
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert run_folder_state(tmp_path / "resumed") == "started" and run_folder_state(tmp_path / "straight") == "finished"
     torch.manual_seed(123)  # a different fresh model: everything must come from the checkpoint
     resumed = train(build_model(**model_spec), config, data=cifar10, run_dir=tmp_path / "resumed", progress=False)
 
@@ -235,7 +236,9 @@ def test_resuming_ends_exactly_where_an_uninterrupted_run_ends(cifar10, tmp_path
 
 def test_a_finished_run_is_not_trained_again(cifar10, tmp_path, monkeypatch):
     config = TrainConfig(**{**TINY, "epochs": 1})
+    assert run_folder_state(tmp_path) == "new"
     first = train(tiny_model(), config, data=cifar10, run_dir=tmp_path, progress=False)
+    assert run_folder_state(tmp_path) == "finished"
     monkeypatch.setattr(DeviceLoader, "__iter__", lambda self: pytest.fail("trained again"))
     assert train(tiny_model(), config, data=cifar10, run_dir=tmp_path, progress=False) == first
     with pytest.raises(ValueError, match=r"other settings \(epochs 1 -> 2"):
