@@ -126,6 +126,11 @@ def nas_finished(results: Path, rehearse: bool) -> bool:
     return all(log.exists() and len(log.read_text().splitlines()) >= nas_steps(rehearse) for log in logs)
 
 
+def precision_check(call: Call) -> list[str]:
+    return script("precision_check.py", "--out", str(call.results / "precision-check"),
+                  *(["--quick"] if call.rehearse else []))
+
+
 def throughput(call: Call, config: str, out: str, compile_: bool = False) -> list[str]:
     command = script("throughput.py", "--config", config, "--out", str(call.results / "gpu-throughput" / out))
     if compile_ and not call.rehearse:  # torch.compile on two CPU cores would take many minutes
@@ -189,6 +194,12 @@ ITEMS = [
              exists(f"gpu-throughput/throughput-compile-{config}.json"))
         for config in ("cifar", "imagenet")
     ]),
+    # Found after item 1 (benchmarks/precision_check.py): the compare baseline trained in fp32 on
+    # a CPU beat the H200's bf16 runs by 17 points. A few minutes tell whether bf16 or the
+    # recipe's own instability is the cause, before items 2 and 3, which both train under bf16.
+    Item("precision", "before 2-3: does bf16 autocast cost accuracy? the compare baseline in fp32", "precision-check",
+         3.0, [Step("baseline", precision_check,
+                    exists(*(f"precision-check/{name}/record.json" for name in ("fp32-seed0", "fp32-seed1", "bf16-seed0"))))]),
     # Two steps: the probe's plan comes back even from a call that ends during training, so a
     # later call spends its minutes on the training alone (its checkpoints stay behind).
     Item("time-to-accuracy", "2. CIFAR B0 to 90% test accuracy within 5 minutes of training", "time-to-accuracy", 7.0, [

@@ -123,7 +123,7 @@ def test_what_comes_back_fits_the_device_tools_limits(rehearsal):
     assert not any(Path(n).name.startswith("checkpoint") for n in names)  # checkpoints stay there
     shards_merged = rehearsal["gpu"] / "scaling-gpu" / "compare"
     assert [p.name for p in shards_merged.glob("*.jsonl")] == ["results.jsonl"]  # two sweep processes, one table
-    for expected in ("gpu-throughput/throughput-eager.json", "time-to-accuracy/summary.json",
+    for expected in ("gpu-throughput/throughput-eager.json", "precision-check/summary.json", "time-to-accuracy/summary.json",
                      "scaling-gpu/compare/results.jsonl", "scaling-gpu/grid/status.json",
                      "nas/cifar10-train-seed0/controller.pt", "transfer_lite0/finetune.json"):
         assert expected in names
