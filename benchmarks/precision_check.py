@@ -21,20 +21,21 @@ one run after another on the one GPU (alone, so the times are comparable):
 - bf16 again, seed 0: how far a rerun of the same bf16 run lands from its first time.
 
 Each run keeps its folder under ``--out`` (``fp32-seed0/record.json`` ...); a finished run
-is not trained again, an interrupted one resumes. ``summary.json`` puts the rows side by
-side, with the bf16 rows of the comparison.
+is not trained again, an interrupted one resumes. ``summary.json``, written once the runs are
+done, puts the rows side by side with the bf16 rows of the comparison (``gpu_jobs`` counts the
+item done when it exists).
 
     PYTHONPATH=. python benchmarks/precision_check.py --out results/precision-check
     PYTHONPATH=. python benchmarks/precision_check.py --quick --out /tmp/pc   # CPU smoke test
     PYTHONPATH=. python benchmarks/precision_check.py --gradients              # the gradient check (CPU)
-    PYTHONPATH=. python benchmarks/precision_check.py --device cpu --runs fp32-seed0   # the CPU run (24 min)
+    PYTHONPATH=. python benchmarks/precision_check.py --device cpu --runs fp32-seed0 --out runs/precision-cpu
+        # the CPU run (24 min here); another --out, so that it is never taken for the GPU's
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -123,12 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
     compared = []
     if COMPARE_TABLE.exists() and not args.quick:
-        for line in COMPARE_TABLE.read_text().splitlines():
-            row = json.loads(line)
-            if row["family"] == "baseline":
-                compared.append({"run": f"compare table, seed {row['seed']}", "precision": row["precision"],
-                                 "seed": row["seed"], "test_accuracy": row["test_accuracy"],
-                                 "device": row["device"], "git_commit": row["git_commit"]})
+        compared = [{"run": f"compare table, seed {row['seed']}", "precision": row["precision"], "seed": row["seed"],
+                     "test_accuracy": row["test_accuracy"], "device": row["device"], "git_commit": row["git_commit"]}
+                    for row in experiments.read_table(COMPARE_TABLE) if row["family"] == "baseline"]
     write_json(out / "summary.json", {
         "question": "does bf16 autocast cost the compare baseline accuracy?",
         "runs": rows, "compare_table_rows": compared, "command": [sys.executable, *sys.argv],
