@@ -198,7 +198,7 @@ ITEMS = [
     # a CPU beat the H200's bf16 runs by 17 points. A few minutes tell whether bf16 or the
     # recipe's own instability is the cause, before items 2 and 3, which both train under bf16.
     Item("precision", "before 2-3: does bf16 autocast cost accuracy? the compare baseline in fp32", "precision-check",
-         3.0, [Step("baseline", precision_check, exists("precision-check/summary.json"))]),
+         3.5, [Step("baseline", precision_check, exists("precision-check/summary.json"))]),
     # Two steps: the probe's plan comes back even from a call that ends during training, so a
     # later call spends its minutes on the training alone (its checkpoints stay behind).
     Item("time-to-accuracy", "2. CIFAR B0 to 90% test accuracy within 5 minutes of training", "time-to-accuracy", 7.0, [
