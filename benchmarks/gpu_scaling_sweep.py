@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--phis", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", default=None)
     parser.add_argument("--epochs", default=None)
+    parser.add_argument("--no-amp", dest="amp", action="store_false",
+                        help="train in fp32 instead of bf16 autocast (use another --out: these are other runs)")
     return parser.parse_args(argv)
 
 
@@ -71,6 +73,8 @@ def sweep_command(args, shard: str, minutes: float, runs_dir: Path) -> list[str]
         command += ["--data", args.data]
     if args.quick:
         command.append("--quick")
+    if not args.amp:
+        command.append("--no-amp")
     return command
 
 
@@ -88,7 +92,8 @@ def main(argv=None) -> int:
     runs = experiments.plan(args.experiments, quick=args.quick or None,
                             phis=[float(p) for p in args.phis] if args.phis else None,
                             seeds=[int(s) for s in args.seeds] if args.seeds else None,
-                            epochs=int(args.epochs) if args.epochs else None)
+                            epochs=int(args.epochs) if args.epochs else None,
+                            **({} if args.amp else {"amp": False}))
     todo = [run for run, done in zip(runs, experiments.status(runs, args.out)) if not done]
     model = experiments.cost_model()
     print(f"{len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to do: about "

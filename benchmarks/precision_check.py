@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import sys
 import traceback
@@ -208,6 +209,10 @@ def diagnose(data, run: experiments.Run, checkpoint: Path, device: str | None) -
     def test_loader(on, channels_last=False):
         return DeviceLoader.from_data(data, "test", 1024, resolution=resolution, device=on, channels_last=channels_last)
 
+    # What was decoded, to compare with the development machine's (PIL versions may differ).
+    report["decoded_sha256"] = {split: hashlib.sha256(getattr(data, f"{split}_images").numpy().tobytes()
+                                                      + getattr(data, f"{split}_labels").numpy().tobytes()).hexdigest()
+                                for split in ("train", "test")}
     here, there = test_loader(cpu), test_loader(device)
     report["test_images_max_abs_difference"] = max(
         (a.to(device) - b).abs().max().item() for (a, _), (b, _) in zip(here, there))

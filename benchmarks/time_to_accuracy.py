@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-seconds", type=positive_float, default=300.0, help="training time to plan for")
     parser.add_argument("--epochs", type=positive_int, help="skip the probe and train this many epochs")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    parser.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA instead of bf16 autocast")
     parser.add_argument("--tiny", action="store_true", help="a CPU smoke test: tiny subsets, a narrow model")
     parser.add_argument("--plan-only", action="store_true",
                         help="probe, save the plan and stop (a later run trains it: two shorter steps)")
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         probe_per_class = 20
         args.budget_seconds = min(args.budget_seconds, 20.0)
     recipe["compile"] = args.compile
+    recipe["amp"] = args.amp
 
     plan_path = out / "plan.json"
     if plan_path.exists():  # a rerun: the same plan, so the training run resumes

@@ -944,6 +944,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                            "(default: <results folder>/sweep-runs)")
     parser.add_argument("--data", help=f"folder or .tar.gz with the images (default: ${settings.DATA_ENV} or found)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU when there is one)")
+    parser.add_argument("--no-amp", dest="amp", action="store_false", default=None,
+                        help="train in fp32 on CUDA instead of bf16 autocast (other runs: other run ids, another table)")
     parser.add_argument("--max-minutes", type=float,
                         help="start no run that would end after this many minutes (the rest waits for the next call)")
     parser.add_argument("--list", action="store_true", help="print the runs, their cost and status; train nothing")
@@ -957,7 +959,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     shard = Shard.parse(args.shard)
     overrides = {}
-    for name in ("batch_size", "data", "device"):
+    for name in ("batch_size", "data", "device", "amp"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     runs = plan(args.experiments, quick=args.quick, phis=args.phis, seeds=args.seeds, epochs=args.epochs, **overrides)

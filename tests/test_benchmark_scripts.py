@@ -129,3 +129,21 @@ def test_a_failed_diagnosis_does_not_stop_the_runs_and_finished_runs_are_not_tra
     assert precision_check.main(["--quick", "--device", "cpu", "--runs", "fp32-seed1", "--out", str(out)]) == 0
     assert not (out / "fp32-seed1" / "checkpoint.pt").exists()  # not trained again
     assert json.loads((out / "summary.json").read_text())["runs"][0]["test_accuracy"] == 0.4242
+
+
+def test_the_gpu_sweep_passes_no_amp_to_every_sweep_process():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_scaling_sweep", ROOT / "benchmarks" / "gpu_scaling_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    for argv, fp32 in ((["--out", "x"], False), (["--out", "x", "--no-amp"], True)):
+        command = sweep.sweep_command(sweep.parse_args(argv), "1/4", 3.0, Path("runs"))
+        assert ("--no-amp" in command) is fp32
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_no_amp_plans_an_fp32_recipe(cifar10, tmp_path):
+    planned = run_script("benchmarks/time_to_accuracy.py", "--tiny", "--plan-only", "--no-amp", "--out", str(tmp_path))
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert json.loads((tmp_path / "plan.json").read_text())["recipe"]["amp"] is False

@@ -325,6 +325,15 @@ def test_cli_lists_the_plan_with_its_cost(tmp_path, capsys):
     assert sum(line.strip().startswith("todo") for line in text.splitlines()) == len(mine)
 
 
+def test_cli_no_amp_plans_fp32_runs_under_their_own_run_ids(tmp_path, capsys):
+    assert cli(["sweep", "compare", "--quick", "--list", "--no-amp", "--out", str(tmp_path)]) == 0
+    listed = {line.split()[1] for line in capsys.readouterr().out.splitlines() if line.strip().startswith("todo")}
+    fp32, bf16 = X.plan("compare", quick=True, amp=False), X.plan("compare", quick=True)
+    assert all(run.train_config().amp is False for run in fp32)
+    assert listed == {run.run_id for run in fp32}
+    assert listed.isdisjoint(run.run_id for run in bf16)  # never taken for the bf16 runs' rows
+
+
 # --- end to end, with the real trainer --------------------------------------------------------------
 
 
