@@ -188,6 +188,9 @@ def diagnose(data, run: experiments.Run, checkpoint: Path, device: str | None) -
     3. One training batch at those weights: the loss and the gradient in each variant against
        the CPU's fp32 gradient (cosine). Trained weights, because at initialisation this network
        amplifies any rounding difference from stage to stage, so no two precisions agree there.
+
+    "fp32" on CUDA is what ``train(amp=False)`` runs there: cuDNN's convolutions in TF32
+    (PyTorch's default), so a cosine a little below the CPU's own is expected.
     """
     import copy
 
