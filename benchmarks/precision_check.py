@@ -18,8 +18,8 @@ the recipe's own instability, which the comparison must then report.
 What it runs: the compare baseline, exactly as ``effnet_lab.experiments`` plans it, trained
 one run after another on the one GPU (alone, so the times are comparable):
 
-- fp32 (``amp=False``), seeds 0 and 1: against the bf16 rows already in
-  ``results/scaling-gpu/compare/``;
+- fp32 (``amp=False``), seeds 0 and 1: against the H200's bf16 rows (code version 1, now in
+  ``results/scaling-gpu/superseded-code-v1/compare/``);
 - bf16 again, seed 0: how far a rerun of the same bf16 run lands from its first time;
 - after the first fp32 run, ``diagnose`` (seconds): that run's weights evaluated, and one batch's
   gradient taken, by the CPU in fp32 and by the GPU in fp32, bf16 autocast and emulated bf16,
@@ -73,7 +73,10 @@ from effnet_lab.train import CHECKPOINT_FILE, RECORD_FILE, train  # noqa: E402
 
 RUNS = [("fp32", 0), ("fp32", 1), ("bf16", 0)]  # in order of what they tell
 EMULATED_RUNS = [("bf16-emulated", 0), ("bf16-emulated", 1)]  # --emulate-bf16, on a CPU
-COMPARE_TABLE = ROOT / "results" / "scaling-gpu" / "compare" / "results.jsonl"
+# The comparison's bf16 baseline rows that raised the question (code version 1: the initial
+# weights were not yet drawn from the run's seed), and the current table's.
+COMPARE_TABLES = [ROOT / "results" / "scaling-gpu" / folder / "results.jsonl"
+                  for folder in ("superseded-code-v1/compare", "compare")]
 
 
 def baseline_run(seed: int, quick: bool) -> experiments.Run:
@@ -295,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             # Finished in an earlier call, on another machine (which kept the checkpoint): not trained again.
             record = json.loads(record_file.read_text())
         else:
+            experiments.init_seed(seed)  # the initial weights of the sweep's run with this seed
             model = build(run.model_config())
             if precision == "bf16-emulated":
                 model = emulate_bf16(model)
@@ -325,10 +329,12 @@ def main(argv: list[str] | None = None) -> int:
                 write_text(out / "diagnosis-error.txt", error)
 
     compared = []
-    if COMPARE_TABLE.exists() and not args.quick:
-        compared = [{"run": f"compare table, seed {row['seed']}", "precision": row["precision"], "seed": row["seed"],
-                     "test_accuracy": row["test_accuracy"], "device": row["device"], "git_commit": row["git_commit"]}
-                    for row in experiments.read_table(COMPARE_TABLE) if row["family"] == "baseline"]
+    for table in COMPARE_TABLES if not args.quick else []:
+        if table.exists():
+            compared += [{"run": f"compare v{row['code_version']}, seed {row['seed']}", "precision": row["precision"],
+                          "seed": row["seed"], "test_accuracy": row["test_accuracy"], "device": row["device"],
+                          "git_commit": row["git_commit"], "code_version": row["code_version"]}
+                         for row in experiments.read_table(table) if row["family"] == "baseline"]
     # gpu_jobs counts the GPU item done by summary.json: the emulation's summary has its own name.
     summary = out / ("emulated-summary.json" if args.emulate_bf16 else "summary.json")
     write_json(summary, {

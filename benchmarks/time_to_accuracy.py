@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
+import torch  # noqa: E402
+
 from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.data import load_cifar  # noqa: E402
 from effnet_lab.files import atomic_write, write_json  # noqa: E402
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = TrainConfig(**{**plan["recipe"], "epochs": plan["epochs"]})
     command = [sys.executable, *sys.argv]
+    torch.manual_seed(config.seed)  # the seed decides the initial weights too, not only the data order
     record = train(build_model(**plan["model"]), config, data=data, run_dir=out / "run",
                    model_spec=plan["model"], command=command, checkpoint_every=plan.get("checkpoint_every", 1))
 

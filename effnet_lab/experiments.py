@@ -62,7 +62,9 @@ from .scaling import CompoundScaling
 
 # Bump when a change to the model, data or training code changes what a run produces:
 # every run id changes with it, so old results are never mistaken for new ones.
-CODE_VERSION = 1
+# 2: a run's seed decides its initial weights too (before, they came from whatever its
+# process had drawn before it, so a run's result depended on its place in its shard).
+CODE_VERSION = 2
 # The layout of a results-table row; a table written with another version is refused.
 TABLE_VERSION = 1
 NATIVE_RESOLUTION = 32  # CIFAR's images: beyond this the loader only interpolates
@@ -417,6 +419,14 @@ class Run:
         s = self.spec
         return (f"{s.label} (w {s.width:g}, d {s.depth:g}, r {s.resolution}px, "
                 f"{self.macs / self.baseline.macs:.2f}x MACs) seed {self.seed}")
+
+
+def init_seed(seed: int) -> None:
+    """Seed the random draws of the next ``build``: a run's seed decides its initial weights as
+    well as its data order (``train`` seeds that), whatever the process drew before."""
+    import torch
+
+    torch.manual_seed(seed)
 
 
 def plan(
@@ -869,6 +879,7 @@ def run_sweep(
             model_config = run.model_config()
             from .model import build
 
+            init_seed(run.train["seed"])
             run_start = time.perf_counter()
             try:
                 record = train_fn(build(model_config), run.train_config(), data=data, run_dir=run_dir,

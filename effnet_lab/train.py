@@ -699,6 +699,7 @@ def main(args: argparse.Namespace) -> int:
         spec["variant"] = None
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"quick"}
     config = default_config(quick, **{name: value for name, value in given.items() if name in train_fields})
+    torch.manual_seed(config.seed)  # the seed decides the initial weights too
     model = build_model(**spec, num_classes=NUM_CLASSES[config.dataset])
     out = Path(given["out"]) if "out" in given else settings.results_dir() / _run_name(spec, config)
     record = train(model, config, run_dir=out, progress=given.get("progress", True), model_spec=spec,

@@ -325,6 +325,27 @@ def test_cli_lists_the_plan_with_its_cost(tmp_path, capsys):
     assert sum(line.strip().startswith("todo") for line in text.splitlines()) == len(mine)
 
 
+def test_a_runs_seed_decides_its_initial_weights_whatever_its_process_drew_before(tmp_path):
+    import torch
+
+    def weights_trainer(seen):
+        def fake(model, config, *, run_dir=None, **kwargs):
+            seen[Path(run_dir).name] = torch.cat([p.detach().flatten() for p in model.parameters()])
+            raise KeyboardInterrupt  # nothing written: the same runs can be built again
+        return fake
+
+    runs = [run for run in quick_runs() if run.spec.family == "baseline"]  # one model, seeds 0 and 1
+    first, again = {}, {}
+    for seen, out in ((first, tmp_path / "a"), (again, tmp_path / "b")):
+        torch.rand(1000)  # a process that drew other numbers before (another run, the data...)
+        for run in reversed(runs) if seen is again else runs:
+            with pytest.raises(KeyboardInterrupt):
+                X.run_sweep([run], out, runs_dir=out / "runs", train_fn=weights_trainer(seen), log=lambda s: None)
+    seed0, seed1 = (runs[0].run_id, runs[1].run_id) if runs[0].train["seed"] == 0 else (runs[1].run_id, runs[0].run_id)
+    assert torch.equal(first[seed0], again[seed0]) and torch.equal(first[seed1], again[seed1])
+    assert not torch.equal(first[seed0], first[seed1])
+
+
 def test_cli_no_amp_plans_fp32_runs_under_their_own_run_ids(tmp_path, capsys):
     assert cli(["sweep", "compare", "--quick", "--list", "--no-amp", "--out", str(tmp_path)]) == 0
     listed = {line.split()[1] for line in capsys.readouterr().out.splitlines() if line.strip().startswith("todo")}
