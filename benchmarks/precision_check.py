@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils import parametrize  # noqa: E402
 
@@ -130,6 +131,20 @@ def emulate_bf16(model: nn.Module) -> nn.Module:
     return model
 
 
+def loss_and_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, bf16: bool,
+                      label_smoothing: float) -> tuple[float, torch.Tensor]:
+    """One batch's loss, and the gradient of every parameter as one fp32 vector on the CPU."""
+    model.zero_grad()
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
+    loss.backward()
+    return loss.item(), torch.cat([p.grad.flatten().float().cpu() for p in model.parameters()])
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return F.cosine_similarity(a, b, dim=0).item()
+
+
 def gradient_agreement(data, quick: bool, seeds=(0, 1, 2)) -> None:
     """Cosines between gradients of one batch for freshly built baselines: fp32 against bf16 autocast,
     against another batch (the noise SGD lives with anyway), and against the bf16 emulation.
@@ -137,8 +152,6 @@ def gradient_agreement(data, quick: bool, seeds=(0, 1, 2)) -> None:
     On the CPU here: bf16 autocast is slow on a CPU without bf16 instructions, but one batch is enough.
     """
     import copy
-
-    import torch.nn.functional as F
 
     from effnet_lab.data import DeviceLoader
 
@@ -149,14 +162,7 @@ def gradient_agreement(data, quick: bool, seeds=(0, 1, 2)) -> None:
     first, second = next(batches), next(batches)
 
     def gradient(model, batch, bf16: bool):
-        model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(batch[0]), batch[1], label_smoothing=run.train["label_smoothing"])
-        loss.backward()
-        return torch.cat([p.grad.flatten().float() for p in model.parameters()])
-
-    def cosine(a, b):
-        return F.cosine_similarity(a, b, dim=0).item()
+        return loss_and_gradient(model, *batch, bf16=bf16, label_smoothing=run.train["label_smoothing"])[1]
 
     for seed in seeds:
         torch.manual_seed(seed)
@@ -196,8 +202,6 @@ def diagnose(data, run: experiments.Run, checkpoint: Path, device: str | None) -
     (PyTorch's default), so a cosine a little below the CPU's own is expected.
     """
     import copy
-
-    import torch.nn.functional as F
 
     from effnet_lab import settings
     from effnet_lab.data import DeviceLoader, random_crop
@@ -241,24 +245,21 @@ def diagnose(data, run: experiments.Run, checkpoint: Path, device: str | None) -
 
     batch = next(iter(DeviceLoader.from_data(data, "train", batch_size, resolution=resolution, device=cpu, seed=0)))
 
-    def loss_and_gradient(model, on, channels_last, bf16):
+    def step(model, on, channels_last, bf16):
         model = copy.deepcopy(model).train()  # train mode (batch statistics), as in a training step
         images = batch[0].to(on).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        with torch.autocast(on.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(images), batch[1].to(on), label_smoothing=run.train["label_smoothing"])
-        loss.backward()
-        return loss.item(), torch.cat([p.grad.flatten().float().cpu() for p in model.parameters()])
+        return loss_and_gradient(model, images, batch[1].to(on), bf16=bf16, label_smoothing=run.train["label_smoothing"])
 
     reference = network(cpu, False, False)
-    reference_loss, reference_gradient = loss_and_gradient(reference, cpu, False, False)
+    reference_loss, reference_gradient = step(reference, cpu, False, False)
     report["variants"] = {"cpu fp32 (reference)": {
         "test_accuracy": evaluate(reference, test_loader(cpu)), "loss": reference_loss, "gradient_cosine": 1.0}}
     for name, (bf16, channels_last, emulated) in VARIANTS.items():
         model = network(device, channels_last, emulated)
-        loss, gradient = loss_and_gradient(model, device, channels_last, bf16)
+        loss, gradient = step(model, device, channels_last, bf16)
         report["variants"][f"{device.type} {name}"] = {
             "test_accuracy": evaluate(model, test_loader(device, channels_last), amp=bf16), "loss": loss,
-            "gradient_cosine": F.cosine_similarity(gradient, reference_gradient, dim=0).item()}
+            "gradient_cosine": cosine(gradient, reference_gradient)}
     print(f"diagnosis on {report['device']}: test images differ from the CPU's by at most "
           f"{report['test_images_max_abs_difference']:.2g}; augmentation identical: {report['augmentation_identical']}")
     for name, row in report["variants"].items():
