@@ -150,14 +150,18 @@ def data_pipeline(call: Call) -> list[str]:
 
 
 def time_to_accuracy(call: Call, *extra: str) -> list[str]:
+    # Eager, not --compile: on the H200, compiling B0 took 74 s of the 5 minutes and its steps
+    # then ran no faster at 32 px (results/time-to-accuracy/attempt-1/, results/gpu-throughput/).
     return script("time_to_accuracy.py", "--out", str(call.results / "time-to-accuracy"),
-                  *(["--tiny"] if call.rehearse else ["--compile"]), *extra)
+                  *(["--tiny"] if call.rehearse else []), *extra)
 
 
 def scaling(table: str) -> Callable[[Call], list[str]]:
     def command(call: Call) -> list[str]:
+        # fp32 (TF32 convolutions): in the precision check the baseline's bf16 runs landed below all
+        # of its fp32 runs, for little time saved (results/precision-check/README.md).
         argv = script("gpu_scaling_sweep.py", "--experiments", table, "--out", str(call.results / "scaling-gpu"),
-                      "--minutes", f"{call.step_minutes():.2f}")
+                      "--minutes", f"{call.step_minutes():.2f}", "--no-amp")
         if call.rehearse:
             argv += ["--quick", "--processes", "2", "--phis", "1", "--seeds", "0"]
         return argv

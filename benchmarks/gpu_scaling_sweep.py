@@ -57,8 +57,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", default=None)
     parser.add_argument("--epochs", default=None)
     parser.add_argument("--no-amp", dest="amp", action="store_false",
-                        help="train in fp32 instead of bf16 autocast (use another --out: these are other runs)")
+                        help="train in fp32 instead of bf16 autocast (a table holds runs of one precision)")
     return parser.parse_args(argv)
+
+
+def precision_clash(args, runs) -> str | None:
+    """Why the tables under ``--out`` cannot take these runs (they hold runs of the other precision,
+    or cannot be read), or None.
+
+    fp32 and bf16 runs of one model have different run ids, so a table would take both, and
+    its figures would average them as if they were seeds.
+    """
+    for table in dict.fromkeys(run.table for run in runs):
+        folder = Path(args.out) / table
+        if not (folder.is_dir() and any(folder.glob("*.jsonl"))):
+            continue
+        try:
+            rows = experiments.read_results(folder)
+        except experiments.ResultsError as error:  # a damaged or foreign table: its own clear message
+            return str(error)
+        other = [row for row in rows if row.get("config", {}).get("amp", True) != args.amp]
+        if other:
+            theirs, ours = ("bf16 autocast", "fp32") if not args.amp else ("fp32", "bf16 autocast")
+            return (f"{folder} holds {len(other)} runs trained in {theirs}, and these would train in {ours}: "
+                    f"one table, one precision. " + ("Add --no-amp, or give " if args.amp else "Drop --no-amp, or give ")
+                    + "another --out.")
+    return None
 
 
 def sweep_command(args, shard: str, minutes: float, runs_dir: Path) -> list[str]:
@@ -94,6 +118,10 @@ def main(argv=None) -> int:
                             seeds=[int(s) for s in args.seeds] if args.seeds else None,
                             epochs=int(args.epochs) if args.epochs else None,
                             **({} if args.amp else {"amp": False}))
+    clash = precision_clash(args, runs)
+    if clash:
+        print(f"gpu_scaling_sweep: {clash}", file=sys.stderr)
+        return 2
     todo = [run for run, done in zip(runs, experiments.status(runs, args.out)) if not done]
     model = experiments.cost_model()
     print(f"{len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to do: about "

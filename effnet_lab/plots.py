@@ -105,6 +105,10 @@ def to_frame(results):
     if len(scales) > 1 or len(quick) > 1:
         raise ValueError("these results mix sweeps of different scales (different baselines or quick and full "
                          "mode): plot each scale's table separately")
+    precisions = set(frame["precision"].dropna()) if "precision" in frame else set()
+    if len(precisions) > 1:  # one model's fp32 and bf16 runs would be averaged as if they were seeds
+        raise ValueError(f"these results mix precisions ({', '.join(sorted(precisions))}): plot each precision's "
+                         "table separately")
     frame["accuracy"] = 100 * frame["test_accuracy"].astype(float)
     frame["mmacs"] = frame["macs"].astype(float) / 1e6
     return frame
@@ -134,7 +138,7 @@ def _log_mmacs_axis(ax) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=2))
+    ax.xaxis.set_major_locator(LogLocator(base=2, subs=(1.0, 1.5)))  # 16, 24, 32, 48: labels on a narrow range too
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xlabel("multiply-adds per image (millions, log scale)")
@@ -453,8 +457,10 @@ def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "c
         return None, "no shipped results here: they are in the project's results/ folder (clone it to plot them)"
     gpu = Path(shipped_root) / "scaling-gpu" / experiment
     if (gpu / "results.jsonl").exists():
-        devices = ", ".join(sorted(set(to_frame(gpu)["device"].dropna())))
-        label = f"shipped: full scale on {devices}"
+        frame = to_frame(gpu)
+        devices = ", ".join(sorted(set(frame["device"].dropna())))
+        precision = ", ".join(sorted(set(frame["precision"].dropna()))) if "precision" in frame else ""
+        label = f"shipped: full scale on {devices}" + (f", {precision}" if precision else "")
         status = gpu / "status.json"  # written by every chunk of benchmarks/gpu_scaling_sweep.py
         progress = json.loads(status.read_text()) if status.exists() else {"left": 0}
         if progress["left"]:
@@ -467,19 +473,42 @@ def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "c
 
 
 def time_to_accuracy_report(folder: str | os.PathLike):
-    """The figure and a one-line summary of a run of ``benchmarks/time_to_accuracy.py``."""
+    """The figure and a one-line summary of ``benchmarks/time_to_accuracy.py``'s results in ``folder``.
+
+    The finished run (``summary.json``) when there is one; else the latest interrupted attempt
+    (``partial.json``, in ``folder`` or an ``attempt-*`` folder), labelled as such; else
+    ``(None, why)``.
+    """
     folder = Path(folder)
-    summary = json.loads((folder / "summary.json").read_text())
-    record = json.loads((folder / "run" / "record.json").read_text())
-    smoke = " [tiny smoke test: not a result]" if summary["tiny_smoke_test"] else ""
-    fig = plot_time_to_accuracy(record["accuracy_curve"], target=summary["target_accuracy"],
-                                title=f"B0, cifar stem, on {summary['device']}{smoke}")
-    target = f"{summary['target_accuracy']:.0%}"
-    reached = (f"{target} after {summary['seconds_to_target']:.0f} s" if summary["seconds_to_target"] is not None
-               else f"{target} not reached")
-    text = (f"{reached}; final {summary['final_test_accuracy']:.2%} on {summary['test_set']} after "
-            f"{summary['train_seconds']:.0f} s of training ({summary['epochs']} epochs; data: {summary['data_source']}; "
-            f"{summary['date'][:10]}){smoke}")
+    if (folder / "summary.json").exists():
+        summary = json.loads((folder / "summary.json").read_text())
+        record = json.loads((folder / "run" / "record.json").read_text())
+        smoke = " [tiny smoke test: not a result]" if summary["tiny_smoke_test"] else ""
+        fig = plot_time_to_accuracy(record["accuracy_curve"], target=summary["target_accuracy"],
+                                    title=f"B0, cifar stem, on {summary['device']}{smoke}")
+        target = f"{summary['target_accuracy']:.0%}"
+        reached = (f"{target} after {summary['seconds_to_target']:.0f} s" if summary["seconds_to_target"] is not None
+                   else f"{target} not reached")
+        text = (f"{reached}; final {summary['final_test_accuracy']:.2%} on {summary['test_set']} after "
+                f"{summary['train_seconds']:.0f} s of training ({summary['epochs']} epochs; data: "
+                f"{summary['data_source']}; {summary['date'][:10]}){smoke}")
+        return fig, text
+    partials = sorted(folder.glob("partial.json")) + sorted(folder.glob("attempt-*/partial.json"), reverse=True)
+    if not partials:
+        return None, f"no time-to-accuracy results in {folder} yet"
+    partial = json.loads(partials[0].read_text())
+    curve = partial["accuracy_curve"]
+    if not curve:
+        return None, f"{partials[0]}: interrupted before its first checkpoint"
+    label = f"INTERRUPTED after epoch {partial['epochs_done']} of {partial['epochs_planned']}"
+    fig = plot_time_to_accuracy(curve, target=partial["target_accuracy"],
+                                title=f"B0, cifar stem, on {partial.get('device', '?')}: {label}")
+    target = f"{partial['target_accuracy']:.0%}"
+    reached = (f"{target} first after {partial['seconds_to_target']:.0f} s (epoch {partial['epoch_reaching_target']})"
+               if partial["seconds_to_target"] is not None else f"{target} not reached")
+    best = max(point["test_accuracy"] for point in curve)
+    text = (f"{label} ({partials[0].parent.name}): {reached}; best {best:.2%} after {curve[-1]['seconds']:.0f} s; "
+            f"data: {partial.get('data_source', '?')}; {partial.get('run_date', partial['date'])[:10]}")
     return fig, text
 
 

@@ -30,7 +30,12 @@ def test_time_to_accuracy_plans_trains_and_resumes_with_the_same_plan(cifar10, t
     assert "resuming the plan" in first.stdout and json.loads((out / "plan.json").read_text()) == plan
     summary = json.loads((out / "summary.json").read_text())
     record = json.loads((out / "run" / "record.json").read_text())
-    assert plan["epochs"] >= 1 and plan["epoch_seconds_estimate"] > 0
+    assert plan["probe_epoch_seconds"] > 0 and plan["probe_startup_seconds"] >= 0
+    # The plan is the probe's measurement, not a guess: the recipe itself, for two epochs.
+    probe = json.loads((out / "probe" / "record.json").read_text())
+    assert probe["epochs"] == 2 and probe["params"] == record["params"] and probe["train_images"] == record["train_images"]
+    assert plan["epochs"] == tta.plan_epochs(plan["budget_seconds"], plan["probe_epoch_seconds"],
+                                             plan["probe_startup_seconds"])
     assert summary["epochs"] == plan["epochs"] == len(record["accuracy_curve"])
     assert summary["final_test_accuracy"] == record["test_accuracy"]
     assert summary["tiny_smoke_test"] is True and summary["data_source"]
@@ -42,13 +47,92 @@ def test_time_to_accuracy_plans_trains_and_resumes_with_the_same_plan(cifar10, t
     assert json.loads((out / "plan.json").read_text()) == plan  # no second probe, same epochs
 
 
-def _precision_check_script():
+def _script(name: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("precision_check", ROOT / "benchmarks" / "precision_check.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+tta = _script("time_to_accuracy")
+
+
+def test_the_plan_fits_the_epochs_after_the_start_up_into_95_percent_of_the_budget():
+    # The first H200 attempt's figures: 4.68 s an epoch, 78 s of start-up (compilation).
+    assert tta.plan_epochs(300, 4.68, 78) == int((285 - 78) // 4.68) == 44
+    assert tta.plan_epochs(300, 3.0, 0) == 95
+    assert tta.plan_epochs(300, 400, 0) == 1  # at least one epoch, whatever the probe says
+
+
+GPU_JOBS_LOG = (
+    "gpu_jobs run time-to-accuracy on NVIDIA H200, 143771 MiB, 580.159.04, 2026-11-27T10:56:06+00:00, "
+    "data /work/main/.gpu/cifar10-jpeg.tar.gz\n"
+    "resuming the plan in plan.json: 3 epochs\n"
+    "training:   0%|          | 1/30 [01:14<6:00:00, 74.10s/step]\r"
+    "training:  30%|###       | 10/30 [01:18<00:10, 2.0step/s, epoch=1]\n"
+    "epoch 1/3: test accuracy 13.52%, train loss 2.699\n"
+    "training:  33%|###3      | 10/30 [01:23<00:10, 2.0step/s, epoch=1]\r"
+    "training:  60%|######    | 20/30 [01:27<00:05, 2.0step/s, epoch=2]\n"
+    "epoch 2/3: test accuracy 90.07%, train loss 0.571\n"
+    "training:  67%|######6   | 20/30 [1:02:05<00:05, 2.0step/s, epoch=2]\n"
+    "epoch 3/3: test accuracy 91.00%, train loss 0.500\n"  # killed before its time was printed
+)
+
+
+def test_the_curve_of_a_stopped_run_is_read_back_from_its_log(tmp_path):
+    curve, planned = tta.curve_from_log(GPU_JOBS_LOG)
+    assert planned == 3
+    assert curve == [{"epoch": 1, "seconds": 83.0, "test_accuracy": 0.1352, "train_loss": 2.699},
+                     {"epoch": 2, "seconds": 3725.0, "test_accuracy": 0.9007, "train_loss": 0.571}]
+    assert tta.provenance_from_log(GPU_JOBS_LOG) == {
+        "device": "NVIDIA H200", "run_date": "2026-11-27T10:56:06+00:00",
+        "data_source": "/work/main/.gpu/cifar10-jpeg.tar.gz"}
+
+    log = tmp_path / "call.log"
+    log.write_text(GPU_JOBS_LOG)
+    assert tta.main(["--from-log", str(log), "--out", str(tmp_path / "attempt")]) == 0
+    partial = json.loads((tmp_path / "attempt" / "partial.json").read_text())
+    assert partial["status"] == "interrupted" and partial["device"] == "NVIDIA H200"
+    assert (partial["epochs_done"], partial["epochs_planned"]) == (2, 3)
+    assert (partial["seconds_to_target"], partial["epoch_reaching_target"], partial["within_5_minutes"]) == (
+        3725.0, 2, False)
+    assert (tmp_path / "attempt" / "accuracy_vs_time.png").stat().st_size > 0
+
+    (tmp_path / "empty.log").write_text("no epochs here\n")
+    for bad in ("missing.log", "empty.log"):
+        with pytest.raises(SystemExit) as exit_info:
+            tta.main(["--from-log", str(tmp_path / bad), "--out", str(tmp_path / "x")])
+        assert exit_info.value.code == 2
+
+
+def test_an_interrupted_run_leaves_its_curve_up_to_the_last_checkpoint(cifar10, tmp_path, monkeypatch, capsys):
+    """A GPU call's deadline (SIGINT) mid-training: partial.json keeps what was measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from effnet_lab import plots
+    from effnet_lab.files import save_torch
+
+    curve = [{"epoch": 1, "seconds": 5.0, "test_accuracy": 0.5, "train_loss": 1.5, "lr": 0.1},
+             {"epoch": 2, "seconds": 9.0, "test_accuracy": 0.7, "train_loss": 1.0, "lr": 0.05}]
+
+    def train_until_interrupted(model, config, run_dir, **kwargs):
+        save_torch(run_dir / tta.CHECKPOINT_FILE, {"epoch": 2, "curve": curve})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tta, "train", train_until_interrupted)
+    out = tmp_path / "tta"
+    assert tta.main(["--tiny", "--epochs", "5", "--out", str(out)]) == 130
+    partial = json.loads((out / "partial.json").read_text())
+    assert partial["accuracy_curve"] == curve and (partial["epochs_done"], partial["epochs_planned"]) == (2, 5)
+    assert partial["seconds_to_target"] is None and partial["git_commit"] and partial["data_source"]
+    assert not (out / "summary.json").exists()
+    fig, text = plots.time_to_accuracy_report(out)
+    assert fig.axes[0].lines and text.startswith("INTERRUPTED after epoch 2 of 5") and "90% not reached" in text
+    assert plots.time_to_accuracy_report(tmp_path / "nothing") == (None, f"no time-to-accuracy results in "
+                                                                         f"{tmp_path / 'nothing'} yet")
 
 
 def test_bf16_emulation_gives_the_numbers_bf16_autocast_gives_and_keeps_fp32_master_weights():
@@ -58,7 +142,7 @@ def test_bf16_emulation_gives_the_numbers_bf16_autocast_gives_and_keeps_fp32_mas
 
     from effnet_lab.model import efficientnet
 
-    precision_check = _precision_check_script()
+    precision_check = _script("precision_check")
     torch.manual_seed(0)
     model = efficientnet(0.5, 1.0, num_classes=10, stem="cifar", dropout=0.0).train()
     emulated = precision_check.emulate_bf16(copy.deepcopy(model)).train()
@@ -109,7 +193,7 @@ def test_precision_check_trains_diagnoses_and_summarises_on_a_cpu(cifar10, tmp_p
 
 @pytest.mark.slow
 def test_a_failed_diagnosis_does_not_stop_the_runs_and_finished_runs_are_not_trained_again(cifar10, tmp_path, monkeypatch):
-    precision_check = _precision_check_script()
+    precision_check = _script("precision_check")
 
     def broken(*args, **kwargs):
         raise RuntimeError("a kernel this GPU lacks")
@@ -132,14 +216,27 @@ def test_a_failed_diagnosis_does_not_stop_the_runs_and_finished_runs_are_not_tra
 
 
 def test_the_gpu_sweep_passes_no_amp_to_every_sweep_process():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_scaling_sweep", ROOT / "benchmarks" / "gpu_scaling_sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = _script("gpu_scaling_sweep")
     for argv, fp32 in ((["--out", "x"], False), (["--out", "x", "--no-amp"], True)):
         command = sweep.sweep_command(sweep.parse_args(argv), "1/4", 3.0, Path("runs"))
         assert ("--no-amp" in command) is fp32
+
+
+def test_the_gpu_sweep_refuses_to_add_runs_of_the_other_precision_to_a_table(tmp_path, capsys):
+    sweep = _script("gpu_scaling_sweep")
+    table = tmp_path / "compare"
+    table.mkdir()
+    row = {"run_id": "abc", "family": "baseline", "experiment": "compare", "config": {"amp": False},
+           "table_version": sweep.experiments.TABLE_VERSION}
+    (table / "results.jsonl").write_text(json.dumps(row) + "\n")
+    argv = ["--experiments", "compare", "--quick", "--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
+    assert sweep.main(argv) == 2  # bf16 runs into an fp32 table: refused before any training
+    assert "holds 1 runs trained in fp32, and these would train in bf16 autocast" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/checkpoint.pt"))
+    assert sweep.precision_clash(sweep.parse_args([*argv, "--no-amp"]), [run for run in
+                                 sweep.experiments.plan("compare", quick=True, amp=False)]) is None
+    (table / "results.jsonl").write_text("not json\n")  # a damaged table: its own message, no traceback
+    assert sweep.main(argv) == 2 and "results file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

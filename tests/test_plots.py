@@ -113,6 +113,11 @@ def test_bad_results_are_clear_errors(results, tmp_path, capsys):
     mixed.loc[mixed.index[0], "quick_mode"] = False
     with pytest.raises(ValueError, match="different scales"):
         plots.to_frame(mixed)
+    mixed = plots.to_frame(results)
+    mixed["precision"] = "fp32"
+    mixed.loc[mixed.index[0], "precision"] = "bf16 autocast"  # a model's runs in two precisions
+    with pytest.raises(ValueError, match=r"mix precisions \(bf16 autocast, fp32\)"):
+        plots.to_frame(mixed)
     for argv, words in [(["plots", str(empty), "--out", str(tmp_path)], "empty"),
                         (["plots", str(tmp_path / "missing"), "--out", str(tmp_path)], "no results file")]:
         with pytest.raises(SystemExit) as exit_info:
