@@ -299,8 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             # Finished in an earlier call, on another machine (which kept the checkpoint): not trained again.
             record = json.loads(record_file.read_text())
         else:
-            experiments.init_seed(seed)  # the initial weights of the sweep's run with this seed
-            model = build(run.model_config())
+            model = build(run.model_config(), seed=seed)  # the initial weights of the sweep's run with this seed
             if precision == "bf16-emulated":
                 model = emulate_bf16(model)
             record = train(model, config, data=data, run_dir=out / name, progress=False,

@@ -76,7 +76,8 @@ def probe_epoch_seconds(data, model_spec: dict, recipe: dict, out: Path) -> dict
     search; compilation); the second costs what every later epoch will.
     """
     config = TrainConfig(**{**recipe, "epochs": 2})
-    record = train(build_model(**model_spec), config, data=data, run_dir=out / "probe", progress=False)
+    record = train(build_model(**model_spec, seed=config.seed), config, data=data, run_dir=out / "probe",
+                   progress=False)
     curve = record["accuracy_curve"]
     epoch = curve[1]["seconds"] - curve[0]["seconds"]
     return {"probe_epoch_seconds": epoch, "probe_startup_seconds": max(0.0, curve[0]["seconds"] - epoch),
@@ -227,9 +228,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = TrainConfig(**{**plan["recipe"], "epochs": plan["epochs"]})
     command = [sys.executable, *sys.argv]
-    torch.manual_seed(config.seed)  # the seed decides the initial weights too, not only the data order
-    try:
-        record = train(build_model(**plan["model"]), config, data=data, run_dir=out / "run",
+    try:  # the seed decides the initial weights too, not only the data order
+        record = train(build_model(**plan["model"], seed=config.seed), config, data=data, run_dir=out / "run",
                        model_spec=plan["model"], command=command, checkpoint_every=plan.get("checkpoint_every", 1))
     except KeyboardInterrupt:  # a GPU call's deadline (SIGINT) or Ctrl-C: keep what was measured
         checkpoint = out / "run" / CHECKPOINT_FILE

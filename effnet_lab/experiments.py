@@ -421,14 +421,6 @@ class Run:
                 f"{self.macs / self.baseline.macs:.2f}x MACs) seed {self.seed}")
 
 
-def init_seed(seed: int) -> None:
-    """Seed the random draws of the next ``build``: a run's seed decides its initial weights as
-    well as its data order (``train`` seeds that), whatever the process drew before."""
-    import torch
-
-    torch.manual_seed(seed)
-
-
 def plan(
     experiment: str | Sequence[str] = "compare",
     *,
@@ -879,10 +871,10 @@ def run_sweep(
             model_config = run.model_config()
             from .model import build
 
-            init_seed(run.train["seed"])
             run_start = time.perf_counter()
             try:
-                record = train_fn(build(model_config), run.train_config(), data=data, run_dir=run_dir,
+                network = build(model_config, seed=run.train["seed"])  # the seed decides the initial weights too
+                record = train_fn(network, run.train_config(), data=data, run_dir=run_dir,
                                   progress=progress, model_spec=_model_spec(run), command=command)
             except NonFiniteLossError as error:  # a diverged run is a result too: recorded, not retried
                 log(f"    failed: {error}")

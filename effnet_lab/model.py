@@ -232,11 +232,21 @@ class EfficientNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def build(config: EfficientNetConfig) -> EfficientNet:
-    """The one builder: a configuration in, a freshly initialised network out."""
+def build(config: EfficientNetConfig, seed: int | None = None) -> EfficientNet:
+    """The one builder: a configuration in, a freshly initialised network out.
+
+    ``seed`` fixes the initial weights: the same seed gives the same network whatever the
+    process drew before (the weights ``torch.manual_seed(seed)`` then a build would give), and
+    the process's own random generator is left as it was.
+    """
     if not isinstance(config, EfficientNetConfig):
         raise TypeError(f"config must be an EfficientNetConfig, got {type(config).__name__}")
-    return EfficientNet(config)
+    if seed is None:
+        return EfficientNet(config)
+    seed = check_int("seed", seed, minimum=0)
+    with torch.random.fork_rng(devices=[]):  # the weights are drawn on the CPU
+        torch.manual_seed(seed)
+        return EfficientNet(config)
 
 
 def efficientnet(

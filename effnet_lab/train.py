@@ -172,10 +172,12 @@ def build_model(
     dropout: float | None = None,
     drop_path_rate: float | None = None,
     num_classes: int = 10,
+    seed: int | None = None,
 ) -> nn.Module:
     """An effnet_lab EfficientNet from command-line style arguments: a published ``variant``
     ('b0'..'b7', 'lite0'..'lite4'), whose width, depth, dropout and stochastic depth the
-    other arguments override, or plain ``width``/``depth`` (B0 scaled) with ``variant=None``."""
+    other arguments override, or plain ``width``/``depth`` (B0 scaled) with ``variant=None``.
+    ``seed`` fixes the initial weights (``model.build``)."""
     from .model import EfficientNetConfig, build, variant_config
 
     overrides = {key: value for key, value in dict(width=width, depth=depth, dropout=dropout,
@@ -184,7 +186,7 @@ def build_model(
         config = EfficientNetConfig(num_classes=num_classes, stem=stem, **overrides)
     else:
         config = variant_config(variant, num_classes, stem=stem, **overrides)
-    return build(config)
+    return build(config, seed=seed)
 
 
 def describe_model(model: nn.Module, spec: dict | None = None) -> dict:
@@ -699,8 +701,7 @@ def main(args: argparse.Namespace) -> int:
         spec["variant"] = None
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"quick"}
     config = default_config(quick, **{name: value for name, value in given.items() if name in train_fields})
-    torch.manual_seed(config.seed)  # the seed decides the initial weights too
-    model = build_model(**spec, num_classes=NUM_CLASSES[config.dataset])
+    model = build_model(**spec, num_classes=NUM_CLASSES[config.dataset], seed=config.seed)  # the seed: weights too
     out = Path(given["out"]) if "out" in given else settings.results_dir() / _run_name(spec, config)
     record = train(model, config, run_dir=out, progress=given.get("progress", True), model_spec=spec,
                    command=given.get("command_line"))

@@ -344,6 +344,12 @@ def test_a_runs_seed_decides_its_initial_weights_whatever_its_process_drew_befor
     seed0, seed1 = (runs[0].run_id, runs[1].run_id) if runs[0].train["seed"] == 0 else (runs[1].run_id, runs[0].run_id)
     assert torch.equal(first[seed0], again[seed0]) and torch.equal(first[seed1], again[seed1])
     assert not torch.equal(first[seed0], first[seed1])
+    # The weights code version 2's runs were trained from (seeded, then built): the shipped rows stand.
+    from effnet_lab.model import build
+
+    baseline = next(run for run in runs if run.train["seed"] == 0)
+    torch.manual_seed(0)
+    assert torch.equal(first[seed0], torch.cat([p.detach().flatten() for p in build(baseline.model_config()).parameters()]))
 
 
 def test_cli_no_amp_plans_fp32_runs_under_their_own_run_ids(tmp_path, capsys):

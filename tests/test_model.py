@@ -63,6 +63,27 @@ def test_from_timm_reproduces_outputs(name):
         assert (ours(x) - timm_model(x)).abs().max().item() < 1e-4
 
 
+def test_a_seed_fixes_the_initial_weights_and_leaves_the_process_generator_alone():
+    from effnet_lab.model import EfficientNetConfig, build
+
+    config = EfficientNetConfig(width=0.25, depth=0.25, num_classes=10, stem="cifar")
+
+    def weights(model):
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = weights(build(config, seed=7))
+    assert torch.equal(torch.get_rng_state(), before)  # a seeded build draws from its own stream
+    torch.rand(1000)  # whatever the process drew before
+    assert torch.equal(weights(build(config, seed=7)), first)
+    assert not torch.equal(weights(build(config, seed=8)), first)
+    torch.manual_seed(7)
+    assert torch.equal(weights(build(config)), first)  # the same weights as seeding the process, then building
+    with pytest.raises(ValueError, match="seed"):
+        build(config, seed=-1)
+
+
 def test_b0_follows_table_1():
     model = create_model("b0")
     stages = model.config.scaled_stages()
