@@ -506,8 +506,9 @@ def time_to_accuracy_report(folder: str | os.PathLike):
     target = f"{partial['target_accuracy']:.0%}"
     reached = (f"{target} first after {partial['seconds_to_target']:.0f} s (epoch {partial['epoch_reaching_target']})"
                if partial["seconds_to_target"] is not None else f"{target} not reached")
-    best = max(point["test_accuracy"] for point in curve)
-    text = (f"{label} ({partials[0].parent.name}): {reached}; best {best:.2%} after {curve[-1]['seconds']:.0f} s; "
+    best = max(curve, key=lambda point: point["test_accuracy"])
+    text = (f"{label} ({partials[0].parent.name}): {reached}; best {best['test_accuracy']:.2%} (epoch {best['epoch']}, "
+            f"{best['seconds']:.0f} s); stopped after {curve[-1]['seconds']:.0f} s; "
             f"data: {partial.get('data_source', '?')}; {partial.get('run_date', partial['date'])[:10]}")
     return fig, text
 

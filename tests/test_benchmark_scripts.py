@@ -131,6 +131,7 @@ def test_an_interrupted_run_leaves_its_curve_up_to_the_last_checkpoint(cifar10, 
     assert not (out / "summary.json").exists()
     fig, text = plots.time_to_accuracy_report(out)
     assert fig.axes[0].lines and text.startswith("INTERRUPTED after epoch 2 of 5") and "90% not reached" in text
+    assert "best 70.00% (epoch 2, 9 s); stopped after 9 s" in text
     assert plots.time_to_accuracy_report(tmp_path / "nothing") == (None, f"no time-to-accuracy results in "
                                                                          f"{tmp_path / 'nothing'} yet")
 
