@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["EFFNET_LAB_DATA"] = str(files / DATA_FILE)
 
     call = Call(results, Path(args.out), args.minutes, args.rehearse, files)
-    # The log's header (HEADER reads it back in collect): keep the two in step.
+    # The log's header (HEADER reads it back in collect, time_to_accuracy's --from-log too): keep them in step.
     call.say(f"gpu_jobs {args.action} {' '.join(args.names)} on {device_line()}, "
              f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, "
              f"data {os.environ.get('EFFNET_LAB_DATA', '(found by effnet_lab.data)')}"

@@ -61,30 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def precision_clash(args, runs) -> str | None:
-    """Why the tables under ``--out`` cannot take these runs (they hold runs of the other precision,
-    or cannot be read), or None.
-
-    fp32 and bf16 runs of one model have different run ids, so a table would take both, and
-    its figures would average them as if they were seeds.
-    """
-    for table in dict.fromkeys(run.table for run in runs):
-        folder = Path(args.out) / table
-        if not (folder.is_dir() and any(folder.glob("*.jsonl"))):
-            continue
-        try:
-            rows = experiments.read_results(folder)
-        except experiments.ResultsError as error:  # a damaged or foreign table: its own clear message
-            return str(error)
-        other = [row for row in rows if row.get("config", {}).get("amp", True) != args.amp]
-        if other:
-            theirs, ours = ("bf16 autocast", "fp32") if not args.amp else ("fp32", "bf16 autocast")
-            return (f"{folder} holds {len(other)} runs trained in {theirs}, and these would train in {ours}: "
-                    f"one table, one precision. " + ("Add --no-amp, or give " if args.amp else "Drop --no-amp, or give ")
-                    + "another --out.")
-    return None
-
-
 def sweep_command(args, shard: str, minutes: float, runs_dir: Path) -> list[str]:
     command = [sys.executable, "-m", "effnet_lab", "sweep", *args.experiments, "--shard", shard, "--out", args.out,
                "--runs-dir", str(runs_dir), "--max-minutes", f"{minutes:.2f}", "--no-progress"]
@@ -118,9 +94,10 @@ def main(argv=None) -> int:
                             seeds=[int(s) for s in args.seeds] if args.seeds else None,
                             epochs=int(args.epochs) if args.epochs else None,
                             **({} if args.amp else {"amp": False}))
-    clash = precision_clash(args, runs)
-    if clash:
-        print(f"gpu_scaling_sweep: {clash}", file=sys.stderr)
+    try:  # a damaged table, or one of the other precision: refused before any process starts
+        experiments.check_one_precision(runs, args.out)
+    except experiments.ResultsError as error:
+        print(f"gpu_scaling_sweep: {error}", file=sys.stderr)
         return 2
     todo = [run for run, done in zip(runs, experiments.status(runs, args.out)) if not done]
     model = experiments.cost_model()

@@ -165,8 +165,7 @@ def gradient_agreement(data, quick: bool, seeds=(0, 1, 2)) -> None:
         return loss_and_gradient(model, *batch, bf16=bf16, label_smoothing=run.train["label_smoothing"])[1]
 
     for seed in seeds:
-        torch.manual_seed(seed)
-        model = build(run.model_config()).to(memory_format=torch.channels_last).train()
+        model = build(run.model_config(), seed=seed).to(memory_format=torch.channels_last).train()
         emulated = emulate_bf16(copy.deepcopy(model))  # same weights; parameters() in the same order
         fp32, bf16, other_batch = gradient(model, first, False), gradient(model, first, True), gradient(model, second, False)
         bf16_emulated = gradient(emulated, first, False)

@@ -89,13 +89,9 @@ def plan_epochs(budget_seconds: float, epoch_seconds: float, startup_seconds: fl
     return max(1, int((BUDGET_SHARE * budget_seconds - startup_seconds) // epoch_seconds))
 
 
-def first_reaching(curve: list[dict], target: float = TARGET_ACCURACY) -> dict | None:
-    """The first point of an accuracy curve at or above ``target`` (None if none is)."""
-    return next((point for point in curve if point["test_accuracy"] >= target), None)
-
-
 def target_fields(curve: list[dict]) -> dict:
-    reached = first_reaching(curve)
+    """When an accuracy curve first reached the target (None if it never did)."""
+    reached = next((point for point in curve if point["test_accuracy"] >= TARGET_ACCURACY), None)
     return {"target_accuracy": TARGET_ACCURACY,
             "seconds_to_target": reached["seconds"] if reached else None,
             "epoch_reaching_target": reached["epoch"] if reached else None,
@@ -104,7 +100,8 @@ def target_fields(curve: list[dict]) -> dict:
 
 _EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): test accuracy ([\d.]+)%, train loss ([\d.]+)")
 _ELAPSED = re.compile(r"\[(?:(\d+):)?(\d+):(\d+)<")
-# The first line of a benchmarks/gpu_jobs.py log: the GPU, the call's date and the data copy.
+# The first line of a benchmarks/gpu_jobs.py log: the GPU, the call's date and the data copy
+# (gpu_jobs writes it in main() and reads it back with its own HEADER).
 _GPU_JOBS_HEADER = re.compile(r"^gpu_jobs .* on (?P<device>[^,]+), .*?, (?P<date>\d{4}-\d\d-\d\dT[\d:]+[+-]\d\d:\d\d), "
                               r"data (?P<data>\S+)")
 
@@ -242,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
     curve = record["accuracy_curve"]
-    reached = first_reaching(curve)
     summary = {
         **target_fields(curve),
         "final_test_accuracy": record["test_accuracy"],
@@ -262,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "partial.json").unlink(missing_ok=True)  # an earlier interruption's, now superseded
     title = f"CIFAR-10 B0 (cifar stem) on {record['device']}" + (" [tiny smoke test]" if args.tiny else "")
     plot(curve, out / "accuracy_vs_time.png", title)
-    verdict = (f"reached {TARGET_ACCURACY:.0%} after {reached['seconds']:.0f} s (epoch {reached['epoch']})"
-               if reached else f"did not reach {TARGET_ACCURACY:.0%}")
+    verdict = (f"reached {TARGET_ACCURACY:.0%} after {summary['seconds_to_target']:.0f} s "
+               f"(epoch {summary['epoch_reaching_target']})" if summary["seconds_to_target"] is not None
+               else f"did not reach {TARGET_ACCURACY:.0%}")
     print(f"{verdict}; final {record['test_accuracy']:.2%} after {record['train_seconds']:.0f} s on {record['device']}")
     print(f"summary: {out / 'summary.json'}")
     return 0

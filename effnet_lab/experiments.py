@@ -836,6 +836,7 @@ def run_sweep(
 
     mine = shard_runs(runs, shard)
     done = finished()  # a damaged table stops the sweep here, before any training
+    check_one_precision(runs, out)  # and so does a table of the other precision
     model = cost_model(runs[0].train.get("device"))
     correction, timed = 1.0, 0  # measured / predicted seconds of the whole runs trained so far
     for number, run in enumerate(mine, 1):
@@ -920,6 +921,25 @@ def status(runs: Sequence[Run], out: str | os.PathLike | None = None) -> list[bo
     """For each run, whether it is finished (has a row in its table under ``out``)."""
     done = finished_runs(runs, out)
     return [(run.table, run.run_id) in done for run in runs]
+
+
+def check_one_precision(runs: Sequence[Run], out: str | os.PathLike | None = None) -> None:
+    """A clear ResultsError if a table under ``out`` holds runs of another precision than ``runs``'.
+
+    fp32 and bf16 runs of one model have different run ids, so a table would take both, and
+    its figures would average them as if they were seeds.
+    """
+    out = Path(out).expanduser() if out is not None else default_out()
+    for table in dict.fromkeys(run.table for run in runs):
+        if not (out / table).exists():
+            continue
+        amp = {run.train.get("amp", True) for run in runs if run.table == table}
+        other = [row for row in read_results(out / table) if row.get("config", {}).get("amp", True) not in amp]
+        if other and len(amp) == 1:
+            theirs, ours = ("bf16 autocast", "fp32") if amp == {False} else ("fp32", "bf16 autocast")
+            raise ResultsError(f"{out / table} holds {len(other)} runs trained in {theirs}, and these would train "
+                               f"in {ours}: one table, one precision. Train them with the table's precision "
+                               "(--no-amp: fp32), or into another --out; nothing was changed")
 
 
 # --- the command line ---------------------------------------------------------------------------------

@@ -234,8 +234,8 @@ def test_the_gpu_sweep_refuses_to_add_runs_of_the_other_precision_to_a_table(tmp
     assert sweep.main(argv) == 2  # bf16 runs into an fp32 table: refused before any training
     assert "holds 1 runs trained in fp32, and these would train in bf16 autocast" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/checkpoint.pt"))
-    assert sweep.precision_clash(sweep.parse_args([*argv, "--no-amp"]), [run for run in
-                                 sweep.experiments.plan("compare", quick=True, amp=False)]) is None
+    assert sweep.experiments.check_one_precision(sweep.experiments.plan("compare", quick=True, amp=False),
+                                                 tmp_path) is None
     (table / "results.jsonl").write_text("not json\n")  # a damaged table: its own message, no traceback
     assert sweep.main(argv) == 2 and "results file" in capsys.readouterr().err
 

@@ -209,6 +209,18 @@ def test_an_interrupted_sweep_resumes_with_nothing_lost_or_repeated(tmp_path):
     assert not set(second.calls) & set(first.calls[:-1])  # ... and no finished run is trained again
 
 
+def test_a_sweep_refuses_to_add_runs_of_the_other_precision_to_a_table(tmp_path):
+    X.run_sweep(quick_runs(seeds=[0]), tmp_path, runs_dir=tmp_path / "runs", train_fn=FakeTrainer(), log=lambda s: None)
+    fp32 = FakeTrainer()
+    with pytest.raises(X.ResultsError, match=r"holds \d+ runs trained in bf16 autocast, and these would train in fp32"):
+        X.run_sweep(quick_runs(seeds=[0], amp=False), tmp_path, runs_dir=tmp_path / "runs", train_fn=fp32,
+                    log=lambda s: None)
+    assert fp32.calls == []  # refused before any training
+    X.run_sweep(quick_runs(seeds=[0], amp=False), tmp_path / "fp32", runs_dir=tmp_path / "runs", train_fn=fp32,
+                log=lambda s: None)  # another folder: its own table
+    assert fp32.calls
+
+
 def test_two_shards_merge_into_the_table_of_one_unsharded_sweep(tmp_path):
     runs = quick_runs(phis=[1, 2])
     for index in (2, 1):  # the order does not matter
