@@ -334,11 +334,30 @@ def equal_flops_table(results):
         compound = group[group["family"] == "compound"]
         if best_single is not None and len(compound):
             row["compound - best single"] = f"{compound['accuracy'].iloc[0] - best_single[1]:+.2f} (vs {best_single[0]})"
+            single = group[group["family"] == best_single[0]].iloc[0]
+            row["beyond the seed spread?"] = seed_verdict(compound.iloc[0], single)
         table.append(row)
     result = pd.DataFrame(table).set_index("phi")
     result.attrs["note"] = ("test accuracy in %, mean ± standard deviation over seeds, (counted MACs / baseline "
-                            "MACs)" + ("; QUICK MODE: meaningless numbers" if is_quick(frame) else ""))
+                            "MACs); the best single axis is picked after the fact, which favours it when the "
+                            "seeds spread widely" + ("; QUICK MODE: meaningless numbers" if is_quick(frame) else ""))
     return result
+
+
+def seed_verdict(compound, single) -> str:
+    """Whether compound scaling's seeds all land above (or all below) the single axis's.
+
+    ``compound`` and ``single``: rows of ``_by_model`` (with ``low``, ``high``, ``seeds``).
+    With two seeds a mean difference smaller than the spread says nothing: the seed ranges
+    must not overlap before a difference counts.
+    """
+    if min(compound["seeds"], single["seeds"]) < 2:
+        return "one seed: no spread to judge by"
+    if compound["low"] > single["high"]:
+        return "yes: compound ahead (every seed)"
+    if compound["high"] < single["low"]:
+        return "yes: compound behind (every seed)"
+    return "no: a tie, the seed ranges overlap"
 
 
 # --- all of them ----------------------------------------------------------------------------------

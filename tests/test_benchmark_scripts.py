@@ -39,6 +39,7 @@ def test_time_to_accuracy_plans_trains_and_resumes_with_the_same_plan(cifar10, t
     assert summary["epochs"] == plan["epochs"] == len(record["accuracy_curve"])
     assert summary["final_test_accuracy"] == record["test_accuracy"]
     assert summary["tiny_smoke_test"] is True and summary["data_source"]
+    assert plan["cudnn_benchmark"] is True and summary["cudnn_benchmark"] is True  # the probe timed what trains
     assert (out / "accuracy_vs_time.png").stat().st_size > 0
 
     second = run_script("benchmarks/time_to_accuracy.py", "--tiny", "--out", str(out))

@@ -92,6 +92,27 @@ def test_equal_flops_table_averages_seeds_and_compares_compound(results):
         assert table.loc[phi, "compound - best single"] == f"{means['compound'] - means[best]:+.2f} (vs {best})"
 
 
+def test_equal_flops_table_counts_a_difference_only_beyond_the_seed_spread(results):
+    frame = plots.to_frame(results)
+    frame = frame[frame["phi"].isin([0.0, 1.0])].copy()
+    seed0 = frame["seed"] == frame["seed"].min()
+
+    def verdict(compound: tuple[float, float], single: tuple[float, float]) -> str:
+        # Every single axis at `single` (seed 0, seed 1); compound at `compound`.
+        for family, (first, second) in (("compound", compound), *((f, single) for f in plots.SINGLE_AXES)):
+            rows = frame["family"] == family
+            frame.loc[rows & seed0, "test_accuracy"] = first
+            frame.loc[rows & ~seed0, "test_accuracy"] = second
+        return plots.equal_flops_table(frame).loc[1.0, "beyond the seed spread?"]
+
+    assert verdict((0.60, 0.62), (0.50, 0.59)).startswith("yes: compound ahead")
+    assert verdict((0.40, 0.45), (0.50, 0.59)).startswith("yes: compound behind")
+    # Compound's mean is 6.5 points ahead, but seed 1 of the single axis beats seed 0 of compound.
+    assert verdict((0.55, 0.70), (0.50, 0.56)).startswith("no: a tie")
+    one_seed = frame[seed0]
+    assert plots.equal_flops_table(one_seed).loc[1.0, "beyond the seed spread?"] == "one seed: no spread to judge by"
+
+
 def test_plots_command_line(results, tmp_path, capsys):
     assert cli(["plots", str(results / "compare"), str(results / "grid"), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "scaling_methods.png").exists() and (tmp_path / "grid_search.png").exists()
