@@ -8,11 +8,10 @@ How it fits a budget: a probe trains the recipe itself, as it will run (all the 
 images, the same model, the weight average, compiled or not), for two epochs. The second
 epoch's seconds, test pass included, are what every later epoch costs; what the first took
 beyond that is the start-up (cuDNN's algorithm search, ``cudnn.benchmark``; compilation with
-``--compile``). The
-plan is as many epochs as fit in 95% of ``--budget-seconds`` after the start-up. It is saved,
-so a rerun of the same command uses the same plan and *resumes* the training run from its
-last checkpoint (written about every 30 seconds); ``--plan-only`` stops after the plan, so
-that probing and training can run as two shorter steps.
+``--compile``). The plan is as many epochs as fit in 95% of ``--budget-seconds`` after the
+start-up. It is saved, so a rerun of the same command uses the same plan and *resumes* the
+training run from its last checkpoint (written about every 30 seconds); ``--plan-only``
+stops after the plan, so that probing and training can run as two shorter steps.
 
 Why the probe is the recipe itself: the first H200 attempt planned from a cheaper probe (a
 1,000-per-class subset, uncompiled, no weight average). It planned 73 epochs where 4.7 s
