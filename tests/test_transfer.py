@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from effnet_lab import pretrained as P
+from effnet_lab import recipes
 from effnet_lab import transfer as T
 from effnet_lab.data import CifarData
 from effnet_lab.train import TrainConfig
@@ -96,12 +97,13 @@ def test_linear_probe_rejects_bad_arguments():
 
 def test_recipes():
     full = T.finetune_config(quick=False)
-    assert isinstance(full, TrainConfig) and full.resolution == 224 and full.lr == T.FINETUNE["lr"]
+    recipe = recipes.RECIPES["fine-tuning"]
+    assert isinstance(full, TrainConfig) and full.resolution == 224 and full.lr == recipe.full["lr"]
     half = T.finetune_config(quick=False, batch_size=128)
-    assert half.lr == pytest.approx(T.FINETUNE["lr"] / 2)  # the same learning rate per image
+    assert half.lr == pytest.approx(recipe.full["lr"] / 2)  # the same learning rate per image
     assert T.finetune_config(quick=False, lr=0.5).lr == 0.5
     quick, scratch = T.finetune_config(quick=True), T.scratch_config(quick=True)
-    assert quick.quick and quick.subset_per_class == T.QUICK_TRANSFER["subset_per_class"]
+    assert quick.quick and quick.subset_per_class == recipe.quick["subset_per_class"]
     for field in ("epochs", "batch_size", "resolution", "subset_per_class", "test_per_class"):
         assert getattr(quick, field) == getattr(scratch, field), field  # the same run, other weights
     assert scratch.lr > quick.lr and scratch.weight_decay > quick.weight_decay
