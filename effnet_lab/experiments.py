@@ -354,6 +354,12 @@ class Run:
     def model_config(self) -> EfficientNetConfig:
         return self.baseline.config(self.spec.width, self.spec.depth, self.spec.resolution)
 
+    def build_model(self):
+        """A fresh network for this run: its seed decides the initial weights too."""
+        from .model import build
+
+        return build(self.model_config(), seed=self.seed)
+
     def train_config(self, **overrides):
         from .train import TrainConfig
 

@@ -156,7 +156,6 @@ def run_sweep(
         raise ValueError("the sweep has no runs")
     if max_minutes is not None:
         max_minutes = check_number("max_minutes", max_minutes, exclusive_minimum=0.0)
-    from .model import build
     from .train import RECORD_FILE, NonFiniteLossError, run_folder_state, train
 
     load_data = data is None and train_fn is None  # the real trainer: load the images once, here
@@ -182,7 +181,7 @@ def run_sweep(
         log(f"[{number}/{len(mine)}] {run.describe()} (id {run.run_id}, ~{predicted:.0f} s)")
         run_start = time.perf_counter()
         try:
-            network = build(run.model_config(), seed=run.seed)  # the seed decides the initial weights too
+            network = run.build_model()
             record = train_fn(network, run.train_config(), data=data, run_dir=folder, progress=progress,
                               model_spec=model_spec(run), command=command, run_info=run_section(run))
         except NonFiniteLossError as error:  # a diverged run is a result too: recorded, not retried

@@ -247,7 +247,7 @@ def _barrier(processes: _Processes) -> None:
 # --- the pieces of a run ---------------------------------------------------------------
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     # Weight decay only on weight matrices and kernels: decaying batch-norm scales and shifts
     # and biases (the 1-D parameters) does not reduce capacity, it only adds noise.
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
@@ -271,7 +271,7 @@ class WarmupCosine:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_epochs * steps_per_epoch)
     if config.schedule == "onecycle":
@@ -478,8 +478,8 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(model, config)
-    scheduler = _schedule(optimizer, config, steps_per_epoch)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_schedule(optimizer, config, steps_per_epoch)
     ema = EMA(model, config.ema_decay) if config.ema else None
 
     start_epoch, curve, totals, resume_count = 0, [], {"seconds": 0.0, "step_seconds": 0.0, "images": 0}, 0
