@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -287,36 +286,24 @@ def plot_resolution(probe_records: list[dict], *, macs: dict[int, float] | None 
 
 def shipped_report(folder: str | os.PathLike):
     """The figure and a one-line summary of the records of ``benchmarks/finetune_lite0.py``
-    (``probe.json``, ``finetune.json``, ``scratch.json`` in ``folder``): accuracy against time
-    of the three methods, and the linear probe's accuracy against input size."""
-    import json
-
+    (``probe.json``, ``finetune.json``, ``scratch.json`` in ``folder``, read by
+    ``results.transfer_records``): accuracy against time of the three methods, and the linear
+    probe's accuracy against input size."""
     import matplotlib.pyplot as plt
 
     from .pretrained import efficientnet_lite0
     from .profile import count_macs
+    from .results import transfer_records
 
-    folder = Path(folder)
-    names = {"finetune": "full fine-tuning", "scratch": "from scratch"}
-    full = {label: json.loads((folder / f"{name}.json").read_text())
-            for name, label in names.items() if (folder / f"{name}.json").exists()}
-    if "full fine-tuning" not in full:
-        raise FileNotFoundError(f"no finetune.json in {folder}: run benchmarks/finetune_lite0.py first")
-    record = full["full fine-tuning"]
-    probe_runs = json.loads((folder / "probe.json").read_text())["runs"] if (folder / "probe.json").exists() else []
-    same_size = [r for r in probe_runs if r["resolution"] == record["resolution"]]
-    if same_size:
-        full = {"linear probe": same_size[0], **full}
+    shipped = transfer_records(folder)
+    record, probes = shipped["methods"]["full fine-tuning"], shipped["probes"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
-    plot_accuracy_vs_time(full, ax=left, title=f"shipped: {record['device']}, {record['train_images']:,} images, "
-                                               f"{record['resolution']} px")
-    if probe_runs:
+    plot_accuracy_vs_time(shipped["methods"], ax=left, title=f"shipped: {record['device']}, "
+                                                             f"{record['train_images']:,} images, {record['resolution']} px")
+    if probes:
         backbone = efficientnet_lite0()  # the architecture only: its MACs do not depend on the weights
-        plot_resolution(probe_runs, macs={r["resolution"]: count_macs(backbone, r["resolution"]) for r in probe_runs},
+        plot_resolution(probes, macs={r["resolution"]: count_macs(backbone, r["resolution"]) for r in probes},
                         ax=right, title="shipped: linear probes")
     else:
         right.set_axis_off()
-    quick = " [quick mode: not a result]" if record.get("quick_mode") else ""
-    text = (f"fine-tuned Lite0: {record['test_accuracy']:.2%} on {record['test_set']} ({record['epochs']} epochs, "
-            f"{record['train_seconds']:.0f} s, {record['date'][:10]}, {' '.join(record['command'])}){quick}")
-    return fig, text
+    return fig, shipped["text"]

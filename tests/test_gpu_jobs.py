@@ -179,26 +179,6 @@ def test_the_lessons_readers_plot_every_shipped_gpu_result(rehearsal):
     plt.close("all")
 
 
-def test_shipped_scaling_prefers_the_gpu_table_and_says_how_much_of_it_is_in(tmp_path):
-    from effnet_lab import plots
-
-    assert plots.shipped_scaling(None)[0] is None
-    assert plots.shipped_scaling(tmp_path)[0] is None
-    quick = tmp_path / "scaling-quick" / "compare"
-    quick.mkdir(parents=True)
-    assert plots.shipped_scaling(tmp_path) == (quick, plots.shipped_scaling(tmp_path)[1])
-    assert "CPU quick mode" in plots.shipped_scaling(tmp_path)[1]
-    gpu = tmp_path / "scaling-gpu" / "compare"
-    gpu.mkdir(parents=True)
-    row = {"run_id": "a", "table_version": 1, "family": "baseline", "macs": 1e8, "test_accuracy": 0.9,
-           "device": "NVIDIA H100 80GB HBM3"}
-    (gpu / "results.jsonl").write_text(json.dumps(row) + "\n")
-    (gpu / "status.json").write_text(json.dumps({"runs": 37, "left": 30, "failed": 0}))
-    assert plots.shipped_scaling(tmp_path) == (gpu, "shipped: full scale on NVIDIA H100 80GB HBM3 (7 of 37 runs so far)")
-    (gpu / "status.json").write_text(json.dumps({"runs": 37, "left": 0, "failed": 0}))
-    assert plots.shipped_scaling(tmp_path)[1] == "shipped: full scale on NVIDIA H100 80GB HBM3"
-
-
 def test_a_step_past_the_deadline_is_stopped_with_everything_it_started(tmp_path):
     jobs = _jobs()
     call = jobs.Call(tmp_path / "results", tmp_path / "out", minutes=1, rehearse=True)
