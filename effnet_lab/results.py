@@ -19,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from .stats import t_quantile
+
 # --- the criteria, stated before any run -------------------------------------------------------
 # Seed-to-seed standard deviation of test accuracy (points) pooled over configurations:
 # the 10,000-image test set alone scatters about 0.3 points at 88% accuracy, so a stable
@@ -173,39 +175,6 @@ def _points(row: dict) -> float | None:
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.fmean(values) if values else None
-
-
-# --- Student's t, without scipy -----------------------------------------------------------------
-
-
-def _t_two_sided(t: float, df: int) -> float:
-    """P(|T| < t) for Student's t with an integer ``df`` (Abramowitz & Stegun 26.7.3 and 26.7.4)."""
-    theta = math.atan(t / math.sqrt(df))
-    c2, term, total = math.cos(theta) ** 2, 1.0, 1.0
-    if df % 2:  # odd: 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
-        for k in range(1, (df - 1) // 2):
-            term *= c2 * (2 * k) / (2 * k + 1)
-            total += term
-        return 2 / math.pi * (theta + (math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0))
-    for k in range(1, df // 2):  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
-        term *= c2 * (2 * k - 1) / (2 * k)
-        total += term
-    return math.sin(theta) * total
-
-
-def t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (exact, by bisection)."""
-    if not 0 < p < 1 or int(df) != df or df < 1:
-        raise ValueError(f"t_quantile needs 0 < p < 1 and a whole df >= 1, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    low, high = 0.0, 1.0
-    while _t_two_sided(high, int(df)) < 2 * p - 1:
-        high *= 2
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (middle, high) if _t_two_sided(middle, int(df)) < 2 * p - 1 else (low, middle)
-    return (low + high) / 2
 
 
 # --- the comparison -----------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_warmup_then_cosine():
 
 def test_no_weight_decay_on_norms_and_biases():
     model = tiny_model()
-    optimizer = train_module._optimizer(model, TrainConfig(weight_decay=1e-3))
+    optimizer = train_module.make_optimizer(model, TrainConfig(weight_decay=1e-3))
     decayed, free = optimizer.param_groups
     assert decayed["weight_decay"] == 1e-3 and free["weight_decay"] == 0.0
     bn_and_bias = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
