@@ -162,9 +162,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            full=dict(batch_size=256, resolution=224, epochs=8),
            quick=dict(epochs=2, batch_size=50, subset_per_class=100, test_per_class=20, resolution=64,
                       warmup_epochs=0.2)),
+    # A child trains on subset_per_class images per class and is scored on test_per_class
+    # *other training images* per class (nas.TrainEvaluator's validation split: the search
+    # never sees the test set). It warms up for a quarter of its epochs, at most warmup_epochs.
     Recipe("nas-child", "each child of the architecture search, trained briefly on a subset",
-           full=dict(epochs=5, batch_size=256, warmup_epochs=1.0),
-           quick=dict(epochs=1, batch_size=50, warmup_epochs=0.25)),
+           full=dict(epochs=5, batch_size=256, warmup_epochs=1.0, subset_per_class=1000, test_per_class=500),
+           quick=dict(epochs=1, batch_size=50, subset_per_class=20, test_per_class=10)),
 )}
 
 
