@@ -344,8 +344,8 @@ def verdict(results) -> str:
 
 def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "compare"):
     """The shipped results folder of ``experiment`` a lesson should plot, and its label: the
-    full-scale GPU runs (``scaling-gpu/``) when there are any, named by their GPU and, while a
-    ``status.json`` counts runs left, by how many are in; else the CPU quick-mode runs
+    full-scale GPU runs (``scaling-gpu/``) when there are any, named by their GPU and, until the
+    plan is complete, by how many of its runs are in; else the CPU quick-mode runs
     (``scaling-quick/``); else ``None`` and why."""
     if shipped_root is None:
         return None, "no shipped results here: they are in the project's results/ folder (clone it to plot them)"
@@ -355,11 +355,10 @@ def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "c
         devices = ", ".join(sorted(set(frame["device"].dropna())))
         precision = ", ".join(sorted(set(frame["precision"].dropna()))) if "precision" in frame else ""
         label = f"shipped: full scale on {devices}" + (f", {precision}" if precision else "")
-        status = gpu / "status.json"
-        progress = json.loads(status.read_text()) if status.exists() else {"left": 0}
-        if progress["left"]:
-            label += f" ({progress['runs'] - progress['left']} of {progress['runs']} runs so far)"
-        return gpu, label
+        from .experiments import plan
+
+        planned = len(plan(experiment, quick=False))
+        return gpu, label + (f" ({len(frame)} of {planned} runs so far)" if len(frame) < planned else "")
     quick = Path(shipped_root) / "scaling-quick" / experiment
     if quick.is_dir():
         return quick, "shipped: CPU quick mode (the full-scale GPU results are not in results/scaling-gpu/ yet)"
