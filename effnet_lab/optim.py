@@ -5,6 +5,10 @@
 - The learning rate warms up linearly, then follows a cosine to zero (or Smith's one-cycle),
   updated every step.
 - ``EMA``: an exponential moving average of the weights, evaluated instead of them.
+- ``choose_precision``: in which precision the step runs. bf16 autocast where the GPU does
+  bf16 fast (Ampere and newer); fp16 autocast with a gradient scaler where it does not (a T4,
+  Colab's default GPU: fp16's narrow range needs the loss scaled up so that small gradients
+  do not round to zero); fp32 on a CPU, or when asked.
 """
 
 from __future__ import annotations
@@ -90,3 +94,25 @@ class EMA(nn.Module):
 
     def set_extra_state(self, state: dict) -> None:
         self.updates = int(state["updates"])
+
+
+PRECISION_NAMES = {"bf16": "bf16 autocast", "fp16": "fp16 autocast with a gradient scaler", "fp32": "fp32"}
+
+
+def choose_precision(config: TrainConfig, device: torch.device) -> str:
+    """"bf16", "fp16" or "fp32" for a run of ``config`` on ``device`` (a forced choice is kept,
+    on any device, so that every path can be tried on a CPU)."""
+    if not config.amp or config.precision == "fp32":
+        return "fp32"
+    if config.precision != "auto":
+        return config.precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of ``precision`` (a no-op for fp32)."""
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
+

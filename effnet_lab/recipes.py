@@ -39,6 +39,7 @@ from .data import NUM_CLASSES
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class TrainConfig:
     seed: int = 0
     ema: bool = False
     ema_decay: float = 0.999
-    amp: bool = True  # bf16 autocast (CUDA only)
+    amp: bool = True  # mixed precision on a GPU (optim.choose_precision); False: fp32 everywhere
+    precision: str = "auto"  # auto: bf16 where the GPU has it, else fp16 with a scaler; or force one
     channels_last: bool = True
     compile: bool = False
     eval_batch_size: int = 1024
@@ -78,6 +80,7 @@ class TrainConfig:
         put("batch_size", check_int("batch_size", self.batch_size, minimum=1))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
         if self.lr is None:
             put("lr", 0.1 * self.batch_size / 256 if self.optimizer == "sgd" else 2e-3)
         put("lr", check_number("lr", self.lr, exclusive_minimum=0.0))

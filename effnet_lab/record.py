@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import settings
+from .optim import PRECISION_NAMES
 
 CHECKPOINT_FILE, RECORD_FILE = "checkpoint.pt", "record.json"  # in a run folder
 
@@ -55,7 +56,7 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
 
 
 def make_record(model, config, data, device, processes, accuracy, curve, totals, resume_count,
-            peak, peak_measure, description, command, amp, channels_last) -> dict:
+            peak, peak_measure, description, command, precision, channels_last) -> dict:
     from . import __version__
     from .profile import count_macs, count_params
 
@@ -84,7 +85,7 @@ def make_record(model, config, data, device, processes, accuracy, curve, totals,
         "data_source": data.source,
         "train_images": len(data.train_labels),
         "test_images": len(data.test_labels),
-        "precision": "bf16 autocast" if amp else "fp32",
+        "precision": PRECISION_NAMES[precision],
         "memory_format": "channels_last" if channels_last else "contiguous (NCHW)",
         "git_commit": settings.git_commit(),
         "effnet_lab_version": __version__,

@@ -48,9 +48,9 @@ from .checks import check_int
 from .data import NUM_CLASSES, CifarData, DeviceLoader, load_cifar
 from .distributed import all_reduce_sum, barrier, start_processes
 from .files import save_torch, write_json
-from .optim import EMA, WarmupCosine, make_optimizer, make_schedule  # noqa: F401 (part of train's interface)
+from .optim import EMA, WarmupCosine, autocast, choose_precision, make_optimizer, make_schedule  # noqa: F401
 from .record import CHECKPOINT_FILE, RECORD_FILE, describe_model, make_record, peak_memory, run_folder_state  # noqa: F401
-from .recipes import OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (part of train's interface)
+from .recipes import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig  # noqa: F401 (part of train's interface)
 
 CHECKPOINT_FORMAT = 1
 class NonFiniteLossError(RuntimeError):
@@ -98,13 +98,13 @@ def build_model(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader, *, amp: bool = False) -> float:
+def evaluate(model: nn.Module, loader: DeviceLoader, *, precision: str = "fp32") -> float:
     """Top-1 accuracy of ``model`` on every image of ``loader`` (summed over all processes under DDP)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=loader.device)
     seen = torch.zeros((), dtype=torch.int64, device=loader.device)
-    with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
+    with autocast(loader.device, precision):
         for images, labels in loader:
             correct += (model(images).argmax(1) == labels).sum()
             seen += len(labels)
@@ -224,7 +224,8 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
     on_cuda = device.type == "cuda"
     if on_cuda and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r} is not available here: PyTorch finds no CUDA GPU")
-    amp = config.amp and on_cuda
+    precision = choose_precision(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     channels_last = config.channels_last
 
     # The data: the first process decodes (and caches) it, the others then read the cache.
@@ -257,6 +258,8 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
         model.load_state_dict(saved["model_state"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         if ema is not None:
             ema.load_state_dict(saved["ema"])
         rng = saved["rng"]
@@ -288,7 +291,7 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
         train_loader.set_epoch(epoch)
         loss_sum = torch.zeros((), device=device)
         for step, (images, labels) in enumerate(train_loader):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast(device, precision):
                 logits = network(images)
                 if not checked_classes:
                     if logits.dim() != 2 or logits.shape[1] != data.num_classes:
@@ -297,8 +300,9 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
                     checked_classes = True
                 loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             if ema is not None:
                 ema.update(model)
@@ -313,7 +317,7 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
         step_seconds = time.perf_counter() - epoch_start
         train_loss = all_reduce_sum(loss_sum, processes).item() / (steps_per_epoch * processes.world_size)
 
-        accuracy = evaluate(ema.module if ema is not None else model, test_loader, amp=amp)
+        accuracy = evaluate(ema.module if ema is not None else model, test_loader, precision=precision)
         totals["seconds"] += time.perf_counter() - epoch_start
         totals["step_seconds"] += step_seconds
         totals["images"] += steps_per_epoch * config.batch_size
@@ -337,7 +341,7 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
             state = {
                 "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": config.to_dict(), "model": description,
                 "model_state": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                 "rng": rng, "loader": train_loader.state_dict(), "curve": curve, "totals": totals,
                 "resume_count": resume_count,
             }
@@ -346,7 +350,7 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
 
     peak, peak_measure = peak_memory(device)
     record = make_record(model, config, data, device, processes, accuracy, curve, totals, resume_count,
-                     peak, peak_measure, description, command, amp, channels_last)
+                     peak, peak_measure, description, command, precision, channels_last)
     if run_info is not None:
         record["run"] = dict(run_info)
     if processes.main and run_dir is not None:
@@ -361,7 +365,7 @@ def _stop_if_not_finite(loss_sum, processes, epoch, step, optimizer) -> None:
         raise NonFiniteLossError(
             f"the training loss became {total} in epoch {epoch + 1} (by step {step + 1}, learning rate "
             f"{optimizer.param_groups[0]['lr']:.3g}): the run stopped. The checkpoint of the last finished "
-            f"epoch is intact. Try a lower learning rate, a longer warm-up or fp32 (amp=False)."
+            f"epoch is intact. Try a lower learning rate, a longer warm-up or fp32 (--no-amp)."
         )
 
 
@@ -405,7 +409,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int)
     run.add_argument("--ema", action="store_true", help="evaluate an exponential moving average of the weights")
     run.add_argument("--ema-decay", type=float)
-    run.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA instead of bf16 autocast")
+    run.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on a GPU instead of mixed precision")
+    run.add_argument("--precision", choices=PRECISIONS, help="auto (default): bf16 where the GPU has it, else fp16")
     run.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
     run.add_argument("--eval-batch-size", type=int)
