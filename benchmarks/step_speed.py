@@ -105,7 +105,7 @@ def make_step(lever: Lever, config, batch: int, resolution: int, device: torch.d
     return step, images.to(device, memory_format=memory_format), labels.to(device)
 
 
-def measure(model_name: str, width: float, depth: float, levers, settings_: dict, device, recipe, amp,
+def measure(model_name: str, width: float, depth: float, levers, plan: dict, device, recipe, amp,
             timer: str = "wall") -> dict:
     baseline = Baseline()
     resolution = baseline.resolution
@@ -119,12 +119,12 @@ def measure(model_name: str, width: float, depth: float, levers, settings_: dict
     clock = time.process_time if timer == "cpu" else time.perf_counter
     prepared, skipped = {}, {}
     for lever in levers:
-        batch = settings_["batch"] * lever.batch_factor
+        batch = plan["batch"] * lever.batch_factor
         torch.backends.cudnn.benchmark = lever.cudnn_benchmark
         try:
             step, images, labels = make_step(lever, config, batch, resolution, device, recipe, amp)
             capture = lever.cuda_graph and on_cuda  # the graph is captured after GRAPH_WARMUP eager steps
-            for _ in range(max(settings_["warmup"], GRAPH_WARMUP + 1) if capture else settings_["warmup"]):
+            for _ in range(max(plan["warmup"], GRAPH_WARMUP + 1) if capture else plan["warmup"]):
                 step(images, labels)
             sync()
         except torch.cuda.OutOfMemoryError:
@@ -135,16 +135,16 @@ def measure(model_name: str, width: float, depth: float, levers, settings_: dict
 
     rounds = {name: [] for name in prepared}
     names = list(prepared)
-    for r in range(settings_["rounds"]):
+    for r in range(plan["rounds"]):
         for name in names[r % len(names):] + names[: r % len(names)]:  # rotate who goes first
             lever, step, images, labels, images_per_step = prepared[name]
             torch.backends.cudnn.benchmark = lever.cudnn_benchmark
             sync()
             start = clock()
-            for _ in range(settings_["steps"]):
+            for _ in range(plan["steps"]):
                 step(images, labels)
             sync()
-            rounds[name].append(settings_["steps"] * images_per_step / (clock() - start))
+            rounds[name].append(plan["steps"] * images_per_step / (clock() - start))
     torch.backends.cudnn.benchmark = False
 
     eager = statistics.median(rounds["eager"])
@@ -156,8 +156,10 @@ def measure(model_name: str, width: float, depth: float, levers, settings_: dict
         if lever.cudnn_benchmark and not on_cuda:
             notes.append("cudnn.benchmark: no effect on a CPU")
         median = statistics.median(rounds[name])
-        rows.append({**asdict(lever), "batch_size": images_per_step // lever.n_models, "images_per_step": images_per_step,
-                     "step_mode": step.mode, "optimizer": type(step.optimizer).__name__ + (" (fused, lr on the device)" if lever.cuda_graph and on_cuda else ""),
+        fused = " (fused, lr on the device)" if lever.cuda_graph and on_cuda else ""
+        rows.append({**asdict(lever), "batch_size": images_per_step // lever.n_models,
+                     "images_per_step": images_per_step,
+                     "step_mode": step.mode, "optimizer": type(step.optimizer).__name__ + fused,
                      "images_per_second": median, "ratio_to_eager": median / eager,
                      "paired_ratio_to_eager": statistics.median(a / b for a, b in zip(rounds[name], rounds["eager"])),
                      "all_rounds": rounds[name], "note": "; ".join(notes)})
@@ -189,11 +191,12 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=positive_int, help="steps per lever per round (default: 20 GPU, 2 CPU)")
     parser.add_argument("--rounds", type=positive_int, help="default: 5 GPU, 3 CPU")
     parser.add_argument("--warmup", type=nonnegative_int, help="untimed steps first (default: 5 GPU, 1 CPU)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (the comparison recipe trains in fp32)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast on CUDA (the comparison recipe trains in fp32)")
     parser.add_argument("--device", help="default: the GPU when there is one")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
-                        help="cpu: this process's CPU time (with --threads 1, robust on a machine shared with other jobs)")
+                        help="cpu: this process's CPU time (with --threads 1, robust on a shared machine)")
     parser.add_argument("--out", help="write the table as JSON here")
     args = parser.parse_args(argv)
     device = torch.device(args.device) if args.device else settings.default_device()

@@ -31,7 +31,8 @@ from .checks import check_int
 
 
 def capturable_optimizer(params: Iterable, device: torch.device | str, name: str = "sgd", lr: float = 0.1,
-                         momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+                         momentum: float = 0.9, nesterov: bool = True,
+                         weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """SGD (with momentum) or AdamW whose step a CUDA graph can capture.
 
     On CUDA: the fused implementation (one kernel for the whole update) with the learning

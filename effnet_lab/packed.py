@@ -197,8 +197,9 @@ def unpack(packed: PackedNetwork) -> list[nn.Module]:
             return StochasticDepth(leaf.p)
         return copy.deepcopy(leaf)
 
-    return [_replace_leaves(copy.deepcopy(packed.network), lambda _, leaf, i=i: unpack_leaf(i, leaf)).train(packed.training)
-            for i in range(n)]
+    networks = [_replace_leaves(copy.deepcopy(packed.network), lambda _, leaf, i=i: unpack_leaf(i, leaf))
+                for i in range(n)]
+    return [network.train(packed.training) for network in networks]
 
 
 def _conv_like(conv: nn.Conv2d, resize: Callable[[int], int]) -> nn.Conv2d:

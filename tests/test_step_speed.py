@@ -99,7 +99,8 @@ def test_step_speed_quick_measures_every_lever_on_both_networks(tmp_path):
             assert {k: row[k] for k in asdict(lever)} == asdict(lever)
             assert row["images_per_second"] > 0 and len(row["all_rounds"]) == table["rounds"]
             assert row["images_per_step"] == table["base_batch_size"] * lever.batch_factor * lever.n_models
-            assert row["ratio_to_eager"] == pytest.approx(row["images_per_second"] / levers["eager"]["images_per_second"])
+            eager = levers["eager"]["images_per_second"]
+            assert row["ratio_to_eager"] == pytest.approx(row["images_per_second"] / eager)
             # On a CPU a graph lever is the eager step, and says so.
             assert row["step_mode"] == "eager"
             assert ("eager fallback: CUDA graphs need a CUDA device" in row["note"]) == lever.cuda_graph
