@@ -185,7 +185,7 @@ def provenance(device: torch.device) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny settings: every lever in under a minute on a CPU")
+    parser.add_argument("--quick", action="store_true", help="small networks, few steps: every lever in under a minute on a CPU")
     parser.add_argument("--model", choices=["baseline", "deepest", "both"], default="both")
     parser.add_argument("--batch-size", type=positive_int, help="the base batch (default: 256 on a GPU, 8 on a CPU)")
     parser.add_argument("--steps", type=positive_int, help="steps per lever per round (default: 20 GPU, 2 CPU)")

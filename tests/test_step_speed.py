@@ -21,7 +21,7 @@ from effnet_lab.model import B0_STAGES, EfficientNetConfig, build
 from effnet_lab.packed import pack, packed_loss
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = EfficientNetConfig(width=0.5, depth=1.0, stem="cifar", num_classes=10, dropout=0.0, drop_path_rate=0.0,
+SMALL = EfficientNetConfig(width=0.5, depth=1.0, stem="cifar", num_classes=10, dropout=0.0, drop_path_rate=0.0,
                           stages=B0_STAGES[:2], head_channels=32)
 
 
@@ -35,7 +35,7 @@ def one_thread():
 
 
 def test_without_cuda_the_graph_step_says_so_once_and_trains_exactly_like_the_eager_step(one_thread):
-    network = pack([build(TINY, seed=seed) for seed in range(2)])
+    network = pack([build(SMALL, seed=seed) for seed in range(2)])
     reference = copy.deepcopy(network)
     optimizer = capturable_optimizer(network.parameters(), "cpu", lr=0.1, weight_decay=5e-4)
     reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, nesterov=True,
@@ -58,19 +58,19 @@ def test_without_cuda_the_graph_step_says_so_once_and_trains_exactly_like_the_ea
             assert torch.equal(loss, expected.detach())
     for ours, theirs in zip(network.state_dict().values(), reference.state_dict().values(), strict=True):
         assert torch.equal(ours, theirs)
-    assert not torch.equal(network.network.stem.conv.weight, pack([build(TINY, seed=0), build(TINY, seed=1)])
+    assert not torch.equal(network.network.stem.conv.weight, pack([build(SMALL, seed=0), build(SMALL, seed=1)])
                            .network.stem.conv.weight)  # it trained
 
 
 def test_capturable_optimizer_and_step_settings_are_checked():
-    params = list(build(TINY).parameters())
+    params = list(build(SMALL).parameters())
     sgd, adamw = capturable_optimizer(params, "cpu"), capturable_optimizer(params, "cpu", name="adamw", lr=1e-3)
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["lr"] == 0.1
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["lr"] == 1e-3
     with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adamw'"):
         capturable_optimizer(params, "cpu", name="lamb")
     with pytest.raises(ValueError, match="warmup_steps"):
-        TrainingStep(build(TINY), sgd, F.cross_entropy, cuda_graph=False, warmup_steps=0)
+        TrainingStep(build(SMALL), sgd, F.cross_entropy, cuda_graph=False, warmup_steps=0)
 
 
 def test_step_speed_quick_measures_every_lever_on_both_networks(tmp_path):
