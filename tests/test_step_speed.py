@@ -4,6 +4,7 @@ The graph path itself needs a CUDA device; here (a CPU) the fallback must say so
 train exactly as the plain eager step does.
 """
 
+import contextlib
 import copy
 import json
 import subprocess
@@ -60,6 +61,58 @@ def test_without_cuda_the_graph_step_says_so_once_and_trains_exactly_like_the_ea
         assert torch.equal(ours, theirs)
     assert not torch.equal(network.network.stem.conv.weight, pack([build(SMALL, seed=0), build(SMALL, seed=1)])
                            .network.stem.conv.weight)  # it trained
+
+
+class StandInStream:
+    def __init__(self, device=None):
+        pass
+
+    def wait_stream(self, other):
+        pass
+
+
+@pytest.mark.parametrize("capture_fails", [False, True], ids=["captured", "capture-fails"])
+def test_graph_path_warms_up_captures_once_then_replays_or_falls_back(monkeypatch, one_thread, capture_fails):
+    """The graph path's order of events, with stand-ins for CUDA's streams and graphs (no GPU here)."""
+    events = []
+
+    class StandInGraph:
+        def replay(self):
+            events.append("replay")
+
+    @contextlib.contextmanager
+    def capture(graph, stream=None):
+        events.append("capture")
+        yield
+        if capture_fails:
+            raise RuntimeError("operation not permitted when stream is capturing\n(details)")
+
+    monkeypatch.setattr(torch.cuda, "Stream", StandInStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: StandInStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext(events.append("side stream")))
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    network = build(SMALL)
+    optimizer = capturable_optimizer(network.parameters(), "cpu", lr=0.1)
+    with pytest.warns(UserWarning, match="need a CUDA device"):
+        step = TrainingStep(network, optimizer, F.cross_entropy, cuda_graph=True, warmup_steps=2)
+    step.mode, step.fallback_reason, step.stream = "cuda graph", None, StandInStream()  # as on a GPU
+    images, labels = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(5):
+            step(images, labels)
+    if capture_fails:
+        assert events == ["side stream", "side stream", "capture"]  # then eager, three times
+        assert step.mode == "eager" and [str(w.message) for w in caught] == [
+            "capturing the training step failed (operation not permitted when stream is capturing): "
+            "running the training step eagerly"]
+    else:
+        assert events == ["side stream", "side stream", "capture", "replay", "replay", "replay"] and not caught
+        assert torch.equal(step.static_images, images) and step.mode == "cuda graph"
+        optimizer.param_groups[0]["lr"] = 0.05  # a number is baked into the graph: changing it is refused
+        with pytest.raises(RuntimeError, match="learning rate changed after the step was captured"):
+            step(images, labels)
 
 
 def test_capturable_optimizer_and_step_settings_are_checked():
