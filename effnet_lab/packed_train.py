@@ -56,16 +56,14 @@ def check_same_run_but_seed(runs) -> None:
     runs = list(runs)
     if not runs or not all(isinstance(run, Run) for run in runs):
         raise ValueError("train_seeds takes a non-empty list of experiments.Run (from experiments.plan)")
-    first, first_train = runs[0], _without_seed(runs[0])
+    first, ours = runs[0], _without_seed(runs[0])
     for run in runs[1:]:
-        if run.model_config() != first.model_config():
-            raise ValueError(f"run {run.run_id} builds another network than run {first.run_id}: "
-                             "only runs that differ by their seed alone can be trained packed")
-        changed = sorted(k for k in first_train.keys() | _without_seed(run).keys()
-                         if first_train.get(k) != _without_seed(run).get(k))
-        if changed:
-            raise ValueError(f"run {run.run_id} trains with other settings than run {first.run_id} "
-                             f"({', '.join(changed)}): only runs that differ by their seed alone can be trained packed")
+        theirs = _without_seed(run)
+        changed = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+        if run.model_config() != first.model_config() or changed:
+            how = f"trains with other settings ({', '.join(changed)})" if changed else "builds another network"
+            raise ValueError(f"run {run.run_id} {how} than run {first.run_id}: only runs that differ by "
+                             "their seed alone can be trained packed")
     seeds = [run.seed for run in runs]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"the runs' seeds repeat ({seeds}): a group trains each seed once")
@@ -93,7 +91,7 @@ def train_seeds(runs, *, data=None, out=None, progress: bool = True, command: li
     trained again (the others are trained as a smaller group); with all of them done, the
     saved records come back. ``data``: a loaded ``CifarData`` (default: loaded here).
     """
-    from .sweep import model_spec, run_folder, run_section
+    from .sweep import run_folder
 
     runs = list(runs)
     check_same_run_but_seed(runs)
@@ -101,13 +99,13 @@ def train_seeds(runs, *, data=None, out=None, progress: bool = True, command: li
     folders = [run_folder(run, out) for run in runs]
     todo = [i for i, folder in enumerate(folders) if not (folder / RECORD_FILE).exists()]
     if todo:
-        group = [runs[i] for i in todo]
-        _train_group(group, [folders[i] for i in todo], data, progress, command, checkpoint_every,
-                     [model_spec(run) for run in group], [run_section(run) for run in group])
+        _train_group([runs[i] for i in todo], [folders[i] for i in todo], data, progress, command, checkpoint_every)
     return [json.loads((folder / RECORD_FILE).read_text()) for folder in folders]
 
 
-def _train_group(runs, folders, data, progress, command, checkpoint_every, specs, sections) -> None:
+def _train_group(runs, folders, data, progress, command, checkpoint_every) -> None:
+    from .sweep import model_spec, run_section
+
     n, config = len(runs), runs[0].train_config()
     configs = [run.train_config() for run in runs]
     device = torch.device(config.device) if config.device is not None else settings.default_device()
@@ -131,7 +129,7 @@ def _train_group(runs, folders, data, progress, command, checkpoint_every, specs
         raise ValueError("the seeds' training subsets differ in size: they cannot share training steps")
 
     models = [run.build_model() for run in runs]  # each seed decides its own initial weights
-    descriptions = [json.loads(json.dumps(describe_model(m, s), default=str)) for m, s in zip(models, specs)]
+    descriptions = [json.loads(json.dumps(describe_model(m, model_spec(r)), default=str)) for m, r in zip(models, runs)]
     torch.manual_seed(config.seed)  # dropout and stochastic depth: one stream for the group
     packed = pack(models).to(device)
     if config.channels_last:
@@ -182,7 +180,8 @@ def _train_group(runs, folders, data, progress, command, checkpoint_every, specs
             if ema is not None:
                 ema.update(packed)
             with torch.no_grad():
-                loss_sums += F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none",
+                wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # as train: not in bf16
+                loss_sums += F.cross_entropy(wide.transpose(1, 2), labels, reduction="none",
                                              label_smoothing=config.label_smoothing).mean(0)
             if step % 25 == 24 or step == steps_per_epoch - 1:  # reading the losses waits for the GPU
                 _stop_if_not_finite(loss_sums, runs, epoch, step, optimizer)
@@ -219,7 +218,7 @@ def _train_group(runs, folders, data, progress, command, checkpoint_every, specs
                              resume_count, peak, peak_measure, descriptions[i], command, precision,
                              config.channels_last)
         record["packed"] = n
-        record["run"] = dict(sections[i])
+        record["run"] = run_section(runs[i])
         write_json(folders[i] / RECORD_FILE, record)
 
 
@@ -261,13 +260,12 @@ def _evaluate(packed, test_loaders, precision) -> list[float]:
 
 
 def _stop_if_not_finite(loss_sums, runs, epoch, step, optimizer) -> None:
-    totals = loss_sums.tolist()
-    diverged = [run for run, total in zip(runs, totals) if not math.isfinite(total)]
-    if diverged:
+    bad = [(run, total) for run, total in zip(runs, loss_sums.tolist()) if not math.isfinite(total)]
+    if bad:
         error = NonFiniteLossError(
-            f"the training loss of seed(s) {', '.join(str(run.seed) for run in diverged)} became "
-            f"{[t for t in totals if not math.isfinite(t)][0]} in epoch {epoch + 1} (by step {step + 1}, learning "
+            f"the training loss of seed(s) {', '.join(str(run.seed) for run, _ in bad)} became "
+            f"{bad[0][1]} in epoch {epoch + 1} (by step {step + 1}, learning "
             f"rate {optimizer.param_groups[0]['lr']:.3g}): the group stopped. Its checkpoint of the last finished "
             f"epoch is intact. Try a lower learning rate, a longer warm-up or fp32 (--no-amp).")
-        error.runs = diverged  # which runs of the group diverged: the others can go on without them
+        error.runs = [run for run, _ in bad]  # which runs of the group diverged: the others can go on without them
         raise error
