@@ -146,7 +146,7 @@ def run_sweep(
     """Train every run of this shard that has not finished yet; return what was done.
 
     ``out``: the results folder (default ``<results folder>/sweeps``). ``train_fn``: the
-    trainer, with the signature of ``effnet_lab.train.train`` (tests pass a fake one).
+    trainer of single runs, with the signature of ``effnet_lab.train.train`` (tests pass a fake one).
     ``data``: a loaded ``CifarData`` (default: loaded once, when the first run starts).
     ``max_minutes``: start no run that the cost model says would end after this budget
     (measured speeds correct it as runs finish). ``packed``: train the runs that differ only by

@@ -20,15 +20,15 @@ from effnet_lab.train import RECORD_FILE, train
 from test_train import interrupt_epoch
 
 # Quick mode's baseline (width 0.25, depth 0.5, 16 px) on a few real CIFAR-10 images: 3 steps an epoch.
-TINY = dict(epochs=2, batch_size=10, subset_per_class=3, test_per_class=2, eval_batch_size=20)
+SMALL = dict(epochs=2, batch_size=10, subset_per_class=3, test_per_class=2, eval_batch_size=20)
 
 
-def tiny_runs(seeds=(0, 1), **overrides):
-    return X.plan("compare", quick=True, phis=[1], seeds=list(seeds), **{**TINY, **overrides})
+def small_runs(seeds=(0, 1), **overrides):
+    return X.plan("compare", quick=True, phis=[1], seeds=list(seeds), **{**SMALL, **overrides})
 
 
 def baseline_seeds(**overrides):
-    group = seed_groups(tiny_runs(**overrides))[0]
+    group = seed_groups(small_runs(**overrides))[0]
     assert [run.spec.family for run in group] == ["baseline"] * len(group)
     return group
 
@@ -133,11 +133,11 @@ def test_an_interrupted_group_resumes_and_ends_where_an_uninterrupted_one_ends(c
 
 
 def test_only_one_run_with_several_seeds_can_be_trained_packed(tmp_path):
-    runs = tiny_runs()
+    runs = small_runs()
     baseline, width = seed_groups(runs)[:2]
     with pytest.raises(ValueError, match="another network.*differ by their seed alone"):
         train_seeds([baseline[0], width[1]], out=tmp_path)
-    slower = seed_groups(tiny_runs(lr=0.01))[0]
+    slower = seed_groups(small_runs(lr=0.01))[0]
     with pytest.raises(ValueError, match=r"other settings.*\(lr\)"):
         train_seeds([baseline[0], slower[1]], out=tmp_path)
     with pytest.raises(ValueError, match="seeds repeat"):
@@ -148,7 +148,7 @@ def test_only_one_run_with_several_seeds_can_be_trained_packed(tmp_path):
 
 
 def test_the_packed_sweep_trains_each_group_once_and_a_rerun_trains_nothing(cifar10, tmp_path, monkeypatch):
-    runs = [run for run in tiny_runs(epochs=1) if run.spec.family in ("baseline", "width")]
+    runs = [run for run in small_runs(epochs=1) if run.spec.family in ("baseline", "width")]
     groups = []
     original = packed_train.train_seeds
     monkeypatch.setattr(packed_train, "train_seeds",
