@@ -142,6 +142,7 @@ def run_sweep(
     command: list[str] | None = None,
     log: Callable[[str], None] = print,
     packed: bool = False,
+    workers: int = 1,
 ) -> SweepReport:
     """Train every run of this shard that has not finished yet; return what was done.
 
@@ -151,12 +152,16 @@ def run_sweep(
     ``max_minutes``: start no run that the cost model says would end after this budget
     (measured speeds correct it as runs finish). ``packed``: train the runs that differ only by
     their seed together, as one grouped network (``effnet_lab.packed_train``); the budget counts
-    a group as the sum of its runs for now.
+    a group as the sum of its runs for now. ``workers``: train in this many processes side by
+    side, each taking every ``workers``-th run of this shard (``run_in_processes``).
     """
     start = time.perf_counter()
     runs = list(runs)
     if not runs:
         raise ValueError("the sweep has no runs")
+    if check_int("workers", workers, minimum=1) > 1:
+        return run_in_processes(shard_runs(runs, shard), out, workers, max_minutes=max_minutes, progress=progress,
+                                command=command, packed=packed)
     if max_minutes is not None:
         max_minutes = check_number("max_minutes", max_minutes, exclusive_minimum=0.0)
     from .packed_train import PACKED_CHECKPOINT_FILE, seed_groups
@@ -199,6 +204,34 @@ def run_sweep(
             if all(isinstance(a, float) for a in accuracies) else f"    done in {seconds:.0f} s")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def run_in_processes(runs: Sequence[Run], out, workers: int, **options) -> SweepReport:
+    """Train ``runs`` in ``workers`` processes side by side, process i taking shard i/workers,
+    one CPU thread each: on a CPU the quick mode's small networks leave a second thread idle
+    (it waits for the first), and a second process fills the core instead. Each process loads
+    the data from its cache; the run folders are the only thing they share, and no two
+    processes ever train the same run. Their progress lines go to the terminal."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    start, report = time.perf_counter(), SweepReport()
+    jobs = [(list(runs), out, Shard(index, workers), options) for index in range(1, workers + 1)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for part in pool.map(_worker, jobs):
+            report.trained += part.trained
+            report.skipped += part.skipped
+            report.left += part.left
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _worker(job) -> SweepReport:
+    import torch
+
+    runs, out, shard, options = job
+    torch.set_num_threads(1)
+    return run_sweep(runs, out, shard=shard, **options)
 
 
 def _train_runs(group, out, train_fn, data, progress, command, log) -> list[dict]:
@@ -255,10 +288,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--packed", action="store_true",
                         help="train the seeds of each model as one grouped network: fewer, larger GPU kernels; "
                              "measure first with benchmarks/step_speed.py")
+    parser.add_argument("--workers", type=int, help="processes side by side (default: quick mode on a CPU, one per "
+                                                    "core up to 4; else 1)")
     parser.add_argument("--list", action="store_true", help="print the runs, their cost and status; train nothing")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.set_defaults(run=main)
     return parser
+
+
+def default_workers(quick: bool, device: str | None = None) -> int:
+    """Quick mode on a CPU: one process per core, up to 4; on a GPU (or at full scale) one."""
+    on_cpu = str(device or settings.default_device()).startswith("cpu")
+    return max(1, min(4, os.cpu_count() or 1)) if quick and on_cpu else 1
 
 
 def main(args: argparse.Namespace) -> int:
@@ -287,8 +328,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {'done' if done else 'todo'}  {run.run_id}  {run.experiment:<11} "
                   f"{run.describe()}  ~{model.run_seconds(run):.0f} s")
         return 0
+    workers = args.workers or default_workers(scale.name == "quick", overrides.get("device"))
     report = run_sweep(runs, out, shard=shard, max_minutes=args.max_minutes, progress=args.progress,
-                       command=getattr(args, "command_line", None), packed=args.packed)
+                       command=getattr(args, "command_line", None), packed=args.packed, workers=workers)
     print(f"shard {shard}: {report}")
     if report.left:
         print("time budget reached: run the same command again to continue")
