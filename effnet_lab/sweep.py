@@ -320,15 +320,16 @@ def main(args: argparse.Namespace) -> int:
     finished = status(mine, out)
     model = cost_model(overrides.get("device"))
     todo = [run for run, done in zip(mine, finished) if not done]
+    workers = args.workers or default_workers(scale.name == "quick", overrides.get("device"))
     print(f"{len(runs)} runs in {', '.join(args.experiments)} ({scale.name} scale); shard {shard}: "
           f"{len(mine)} runs, {len(mine) - len(todo)} done, {len(todo)} to do, about "
-          f"{estimate_seconds(todo, model) / 60:.1f} min on {model.name}. Results: {out}")
+          f"{estimate_seconds(todo, model, processes=workers) / 60:.1f} min on {model.name}"
+          f"{f' with {workers} processes' if workers > 1 else ''}. Results: {out}")
     if args.list:
         for run, done in zip(mine, finished):
             print(f"  {'done' if done else 'todo'}  {run.run_id}  {run.experiment:<11} "
                   f"{run.describe()}  ~{model.run_seconds(run):.0f} s")
         return 0
-    workers = args.workers or default_workers(scale.name == "quick", overrides.get("device"))
     report = run_sweep(runs, out, shard=shard, max_minutes=args.max_minutes, progress=args.progress,
                        command=getattr(args, "command_line", None), packed=args.packed, workers=workers)
     print(f"shard {shard}: {report}")
