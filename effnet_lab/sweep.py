@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -175,6 +176,8 @@ def run_sweep(
     correction, timed = 1.0, 0  # measured / predicted seconds of the whole runs trained so far
     groups = seed_groups(mine) if packed else [[run] for run in mine]
     for number, group in enumerate(groups, 1):
+        for run in group:
+            _reuse_twin(run, out)
         states = [run_folder_state(run_folder(run, out)) for run in group]
         report.skipped += [run.run_id for run, state in zip(group, states) if state == "finished"]
         group = [run for run, state in zip(group, states) if state != "finished"]
@@ -204,6 +207,24 @@ def run_sweep(
             if all(isinstance(a, float) for a in accuracies) else f"    done in {seconds:.0f} s")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _reuse_twin(run: Run, out) -> None:
+    """A run another experiment has already finished under ``out`` (same run id: the grid's
+    alpha = gamma = 1 candidate is the comparison's width model at phi = 1) is not trained
+    again: its record is copied into this experiment's folder, with this experiment's name."""
+    from .train import RECORD_FILE
+
+    folder = run_folder(run, out)
+    if (folder / RECORD_FILE).exists():
+        return
+    for twin in sorted(folder.parent.parent.glob(f"*/{run.run_id}/{RECORD_FILE}")):
+        record = json.loads(twin.read_text())
+        if record.get("status") == "complete":
+            record["run"] = run_section(run)
+            record["reused_from"] = str(twin.parent.relative_to(folder.parent.parent))
+            write_json(folder / RECORD_FILE, record)
+            return
 
 
 def run_in_processes(runs: Sequence[Run], out, workers: int, **options) -> SweepReport:

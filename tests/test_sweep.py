@@ -254,3 +254,19 @@ def test_workers_split_the_plan_between_processes_and_train_every_run_once(tmp_p
     assert sorted(again.skipped) == sorted(run.run_id for run in runs) and not again.trained
     assert S.default_workers(quick=False, device="cpu") == 1 and S.default_workers(quick=True, device="cuda") == 1
     assert 1 <= S.default_workers(quick=True, device="cpu") <= 4
+
+
+def test_a_run_two_experiments_share_is_trained_once(tmp_path):
+    compare = X.plan("compare", quick=True, phis=[1], seeds=[0])
+    grid = X.plan("grid", quick=True)
+    shared = {run.run_id for run in compare} & {run.run_id for run in grid}
+    assert len(shared) >= 2  # the baseline, and the width model at phi = 1 as the grid's (1, 1) candidate
+    S.run_sweep(compare, tmp_path, train_fn=FakeTrainer(), log=quiet)
+    fake = FakeTrainer()
+    S.run_sweep(grid, tmp_path, train_fn=fake, log=quiet)
+    assert not shared & set(fake.calls)  # reused, not trained
+    for run_id in shared:
+        copied = json.loads((tmp_path / "grid" / run_id / RECORD_FILE).read_text())
+        original = json.loads((tmp_path / "compare" / run_id / RECORD_FILE).read_text())
+        assert copied["test_accuracy"] == original["test_accuracy"] and copied["run"]["experiment"] == "grid"
+        assert copied["reused_from"] == f"compare/{run_id}"
