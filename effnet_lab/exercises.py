@@ -197,12 +197,17 @@ def _answer_00_3():
     return count_macs(model, 448) / count_macs(model, 224)
 
 
-@exercise("00.4", "What is the smallest input size the cifar-stem B0 accepts?", kind="integer",
-          hint="Multiply the strides of the stem and of every stage (model.config.stage_strides()).")
+@exercise("00.4", "How many pixels a side has the last feature map of the ImageNet-stem B0 for a 96x96 image?",
+          kind="integer",
+          hint="Each stride-2 layer halves the side: multiply the strides of model.config.stage_strides(), "
+               "or run b0.features on a 96x96 input and read the last dimension.")
 def _answer_00_4():
-    from .model import efficientnet
+    import torch
 
-    return efficientnet(num_classes=10, stem="cifar").min_resolution
+    from .model import efficientnet_b0
+
+    with torch.no_grad():
+        return efficientnet_b0().features(torch.zeros(1, 3, 96, 96)).shape[-1]
 
 
 # --- lesson 01: neural architecture search --------------------------------------------------
@@ -231,12 +236,16 @@ def _answer_01_3():
     return math.log(0.84 / 0.80) / math.log(10 / 40)
 
 
-@exercise("01.4", "Probability that 100 uniform random samples include one given network of the search space?",
-          hint="First find the chance that one draw misses it; the 100 draws are independent.")
+@exercise("01.4", "On the known-answer problem, probability that 100 uniform random samples include a best child?",
+          hint="First find the chance that one draw is a best child (every stage needs kernel 5 and expansion 6; "
+               "depth and SE are free), then the chance that all 100 independent draws miss.")
 def _answer_01_4():
-    from .nas import SearchSpace
+    from .nas import KnownAnswerEvaluator, SearchSpace
 
-    return 1 - (1 - 1 / SearchSpace().size) ** 100
+    space, favour = SearchSpace(), KnownAnswerEvaluator().favour
+    options = {"kernel": space.kernel_sizes, "expand": space.expand_ratios, "layers": space.layers, "se": space.se}
+    per_stage = math.prod(1 / len(options[name]) for name in favour)  # one favoured option per decision
+    return 1 - (1 - per_stage ** len(space.base)) ** 100
 
 
 @exercise("01.5", "With one exponent w, can changing the target T change which child the search prefers?",
