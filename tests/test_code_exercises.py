@@ -4,6 +4,8 @@ that is not written yet, or that crashes, without a traceback."""
 
 import importlib
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,10 @@ from torch import nn
 from effnet_lab import exercises as ex
 from effnet_lab.exercises.code import CODE_EXERCISES
 
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+if str(ROOT) not in sys.path:  # the worked solutions are imported from the checkout
+    sys.path.insert(0, str(ROOT))
 SOLUTIONS = {exercise_id: (f"solutions.lesson{exercise_id[:2]}", item.name) for exercise_id, item in CODE_EXERCISES.items()}
 
 
@@ -150,3 +156,17 @@ def test_a_crash_is_one_sentence_naming_the_error(capsys):
     assert "raised RuntimeError" in one_sentence(capsys.readouterr().out, "03.6")
     assert not ex.check("03.6", 42)
     assert "not int" in one_sentence(capsys.readouterr().out, "03.6")
+
+
+def test_the_lessons_ask_for_every_code_exercise_and_check_it():
+    """Each code exercise appears in its lesson as a definition that raises NotImplementedError,
+    under the name the checker and the solution use, followed by its check."""
+    import nbformat
+
+    notebooks = {path.name[:2]: nbformat.read(path, as_version=4) for path in NOTEBOOKS}
+    for exercise_id, item in CODE_EXERCISES.items():
+        cells = [cell.source for cell in notebooks[exercise_id[:2]].cells if cell.cell_type == "code"]
+        todo = next((i for i, source in enumerate(cells) if re.search(rf"^(def|class) {item.name}\b", source, re.M)
+                     and "NotImplementedError" in source), None)
+        assert todo is not None, f"lesson {exercise_id[:2]} has no {item.name} to write"
+        assert f'check("{exercise_id}", {item.name})' in cells[todo + 1], f"{item.name} is not checked right after"
