@@ -109,3 +109,26 @@ def setup(quick: bool | None = None, save_to_drive: bool = False, seed: int = 0)
         else:
             print("\nNo GPU found: everything runs on the CPU. Quick mode keeps the lessons fast.")
     return device
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(5, round(seconds / 5) * 5):.0f} s"
+    return f"{round(seconds / 60):.0f} min"
+
+
+def announce(what: str, *, quick_s: float, full_s: float) -> None:
+    """Say what a long cell is about to do and about how long it takes, before it starts.
+
+    ``quick_s``: seconds in quick mode on a 2-core laptop CPU (measured); ``full_s``:
+    seconds at full scale on a Colab T4-class GPU (estimated). A full-scale run without a
+    GPU is told that it will take far longer.
+    """
+    if settings.quick_mode():
+        estimate = f"about {_duration(quick_s)} in quick mode on a 2-core CPU"
+    elif torch.cuda.is_available():
+        estimate = f"about {_duration(full_s)} at full scale on a T4-class GPU (less on a larger one)"
+    else:
+        estimate = (f"about {_duration(full_s)} at full scale on a T4-class GPU; without a GPU many times "
+                    "longer (set QUICK = True in the set-up cell for a fast run)")
+    print(f"{what}: {estimate}.")

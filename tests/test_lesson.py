@@ -63,3 +63,16 @@ def test_setup_prints_the_choice_and_its_reason(clean, tmp_path, capsys):
 def test_quick_must_be_none_true_or_false(clean):
     with pytest.raises(TypeError, match="QUICK must be None, True or False"):
         lesson.setup(quick="yes")
+
+
+def test_announce_tells_the_estimate_for_the_mode_and_hardware(clean, capsys):
+    clean.setenv(settings.QUICK_ENV, "1")
+    lesson.announce("Training", quick_s=42, full_s=600)
+    assert capsys.readouterr().out == "Training: about 40 s in quick mode on a 2-core CPU.\n"
+    clean.setenv(settings.QUICK_ENV, "0")
+    gpu(clean, True)
+    lesson.announce("Training", quick_s=42, full_s=600)
+    assert "about 10 min at full scale on a T4-class GPU" in capsys.readouterr().out
+    gpu(clean, False)
+    lesson.announce("Training", quick_s=42, full_s=600)
+    assert "without a GPU many times longer" in capsys.readouterr().out
