@@ -367,7 +367,8 @@ def check_install_cell(path: Path) -> list[str]:
 
 
 def check_setup_cell(path: Path) -> list[str]:
-    """The second code cell offers SAVE_TO_DRIVE = False and passes it to lesson.setup()."""
+    """The second code cell offers QUICK = None and SAVE_TO_DRIVE = False and passes both to
+    lesson.setup(quick=QUICK, save_to_drive=SAVE_TO_DRIVE)."""
     cells = code_cells(load(path))
     if len(cells) < 2:
         return ["there is no set-up cell after the install cell"]
@@ -384,6 +385,15 @@ def check_setup_cell(path: Path) -> list[str]:
         problems.append("the set-up cell does not offer SAVE_TO_DRIVE")
     elif not all(isinstance(v, ast.Constant) and v.value is False for v in assignments):
         problems.append("SAVE_TO_DRIVE must default to False (Drive is mounted only when the student asks)")
+    quick = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "QUICK" for t in node.targets)
+    ]
+    if not quick:
+        problems.append("the set-up cell does not offer QUICK (None: quick mode exactly when there is no GPU)")
+    elif not all(isinstance(v, ast.Constant) and v.value is None for v in quick):
+        problems.append("QUICK must default to None (quick mode exactly when there is no GPU)")
     setups = [
         node
         for node in ast.walk(tree)
@@ -397,6 +407,10 @@ def check_setup_cell(path: Path) -> list[str]:
         for k in call.keywords
     ):
         problems.append("lesson.setup() is not given save_to_drive=SAVE_TO_DRIVE")
+    if setups and not any(
+        k.arg == "quick" and isinstance(k.value, ast.Name) and k.value.id == "QUICK" for call in setups for k in call.keywords
+    ):
+        problems.append("lesson.setup() is not given quick=QUICK")
     return problems
 
 

@@ -140,10 +140,16 @@ def set_setup(old: str, new: str):
     [
         (set_setup("SAVE_TO_DRIVE = False", "SAVE_TO_DRIVE = True"), "default to False"),
         (set_setup("SAVE_TO_DRIVE = False\n", ""), "does not offer SAVE_TO_DRIVE"),
-        (set_setup("lesson.setup(save_to_drive=SAVE_TO_DRIVE)", "lesson.setup()"), "save_to_drive=SAVE_TO_DRIVE"),
-        (set_setup("device = lesson.setup(save_to_drive=SAVE_TO_DRIVE)", 'device = "cpu"'), "does not call lesson.setup"),
+        (set_setup("lesson.setup(quick=QUICK, save_to_drive=SAVE_TO_DRIVE)", "lesson.setup(quick=QUICK)"),
+         "save_to_drive=SAVE_TO_DRIVE"),
+        (set_setup("device = lesson.setup(quick=QUICK, save_to_drive=SAVE_TO_DRIVE)", 'device = "cpu"'),
+         "does not call lesson.setup"),
+        (set_setup("QUICK = None", "QUICK = True"), "QUICK must default to None"),
+        (set_setup("QUICK = None\n", ""), "does not offer QUICK"),
+        (set_setup("lesson.setup(quick=QUICK, ", "lesson.setup("), "quick=QUICK"),
     ],
-    ids=["drive-on-by-default", "no-switch", "switch-not-passed", "no-setup"],
+    ids=["drive-on-by-default", "no-switch", "switch-not-passed", "no-setup", "quick-forced-by-default",
+         "no-quick-switch", "quick-not-passed"],
 )
 def test_setup_rule_catches(tmp_path, change, words):
     problems = rules.check_setup_cell(broken_copy(tmp_path, change))

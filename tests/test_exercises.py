@@ -33,12 +33,12 @@ def _residual_block_indices():
 RIGHT = {
     "00.1": lambda: sum(math.ceil(3.1 * r) for r in B0_REPEATS),
     "00.3": lambda: count_macs(_torchvision("b0"), 448) / count_macs(_torchvision("b0"), 224),
-    "00.4": lambda: 2 * 2 * 2,  # cifar stem: three stride-2 stages remain
+    "00.4": lambda: 96 // 32,  # ImageNet stem: five halvings
     # 01.1: 0.80 x (20M / 10M)^-0.07; 01.2: (2 kernels x 3 expands x 3 depths x 2 SE)^4 stages.
     "01.1": lambda: 0.80 * 2 ** -0.07,
     "01.2": lambda: (2 * 3 * 3 * 2) ** 4,
     "01.3": lambda: math.log(0.84 / 0.80) / math.log(10 / 40),
-    "01.4": lambda: 1 - (1 - 1 / 1_679_616) ** 100,
+    "01.4": lambda: 1 - (1 - 1 / 1296) ** 100,  # (1/2 kernels x 1/3 expansions)^4 stages
     "01.5": lambda: "no",  # T multiplies every reward by the same T^-w
     "02.1": lambda: 3 * 3 * 64 * 128,
     "02.2": lambda: (5 * 5 * 256 + 256 * 256) / (5 * 5 * 256 * 256),

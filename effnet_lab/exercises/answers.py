@@ -1,177 +1,19 @@
-"""Answer checkers for the lessons' exercises.
+"""The lessons' exercises with a number (or a word) for an answer, one section per lesson.
 
-In a notebook::
-
-    from effnet_lab.exercises import check
-    check("04.3", 300)   # prints whether it is right (with a hint if not); returns a bool
-
-Each exercise is registered once, with a function that *computes* the right answer from
-``effnet_lab`` itself (so the checker and the package can never disagree), a hint that
-points the way without giving the answer, and how answers are compared. Adding one for a
-new lesson is a decorated function::
-
-    @exercise("07.1", "How many classes does the Lite0 classifier predict?", kind="integer",
-              hint="Look at the last linear layer.")
-    def _answer_07_1():
-        return create_model("lite0").classifier[-1].out_features
-
-Kinds: ``"integer"`` (exact), ``"number"`` (within ``rel_tol``), ``"choice"`` (one of
-``choices``, case and surrounding spaces ignored). Ids are ``"LL.N"``: lesson, exercise.
+Each answer is *computed* from effnet_lab, never typed in, so the checker and the package
+can never disagree. Importing this module registers them (``effnet_lab.exercises`` does).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import cache
 
-KINDS = ("integer", "number", "choice")
-ID_PATTERN = re.compile(r"^\d\d\.\d+[a-z]?$")
-
-
-@dataclass(frozen=True)
-class Exercise:
-    """One exercise with a computable answer."""
-
-    id: str  # "02.3": lesson 02, exercise 3
-    question: str
-    answer: Callable[[], object]  # computes the right answer; never shown to the student
-    hint: str
-    kind: str = "number"
-    rel_tol: float = 0.01  # "number": how close counts as right
-    choices: tuple[str, ...] = ()  # "choice": the accepted vocabulary
-
-    @property
-    def lesson(self) -> str:
-        return self.id.split(".")[0]
-
-
-EXERCISES: dict[str, Exercise] = {}
-
-
-def register(item: Exercise) -> Exercise:
-    """Add an exercise to the registry (ids are unique and look like ``"04.2"``)."""
-    if not isinstance(item, Exercise):
-        raise TypeError(f"register() takes an Exercise, got {type(item).__name__}")
-    if not ID_PATTERN.match(item.id):
-        raise ValueError(f"exercise id must look like '04.2' (lesson.number), got {item.id!r}")
-    if item.id in EXERCISES:
-        raise ValueError(f"exercise {item.id!r} is already registered")
-    if item.kind not in KINDS:
-        raise ValueError(f"unknown exercise kind {item.kind!r}; choose one of {list(KINDS)}")
-    if item.kind == "choice" and not item.choices:
-        raise ValueError(f"exercise {item.id!r} is a choice but lists no choices")
-    EXERCISES[item.id] = item
-    return item
-
-
-def exercise(
-    id: str,
-    question: str,
-    *,
-    hint: str,
-    kind: str = "number",
-    rel_tol: float = 0.01,
-    choices: Sequence[str] = (),
-) -> Callable[[Callable[[], object]], Callable[[], object]]:
-    """Decorator: register the decorated function as the answer to exercise ``id``."""
-
-    def decorate(answer: Callable[[], object]) -> Callable[[], object]:
-        register(Exercise(id, question, answer, hint, kind, rel_tol, tuple(choices)))
-        return answer
-
-    return decorate
-
-
-def exercises(lesson: str | int | None = None) -> list[Exercise]:
-    """The registered exercises, all or those of one lesson (``"02"`` or ``2``)."""
-    if lesson is None:
-        return list(EXERCISES.values())
-    key = f"{int(lesson):02d}" if isinstance(lesson, int) else str(lesson)
-    return [item for item in EXERCISES.values() if item.lesson == key]
-
-
-def _get(exercise_id: str) -> Exercise:
-    if exercise_id not in EXERCISES:
-        known = ", ".join(sorted(EXERCISES))
-        raise ValueError(f"no exercise {exercise_id!r}; the exercises with checkers are: {known}")
-    return EXERCISES[exercise_id]
-
-
-def hint(exercise_id: str) -> str:
-    """The hint of an exercise (what ``check`` prints after a wrong answer)."""
-    return _get(exercise_id).hint
-
-
-def _as_number(answer: object) -> float | None:
-    """A plain number from what a student may pass: int, float, numpy or 0-d torch value, '1.5'."""
-    if hasattr(answer, "item") and getattr(answer, "ndim", 0) == 0:
-        answer = answer.item()  # numpy scalars and one-element tensors
-    if isinstance(answer, str):
-        try:
-            answer = float(answer.replace(",", "").replace("_", "").strip())
-        except ValueError:
-            return None
-    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
-        return None
-    number = float(answer)
-    return number if math.isfinite(number) else None
-
-
-@cache
-def _expected(item: Exercise) -> object:
-    """The right answer, computed once (some answers count the MACs of B7)."""
-    return item.answer()
-
-
-def _judge(item: Exercise, answer: object) -> tuple[bool, str]:
-    """(right?, what to tell the student): the comparison for each kind of exercise."""
-    expected = _expected(item)
-    if item.kind == "choice":
-        if not isinstance(answer, str):
-            return False, f"answer with one of {list(item.choices)} (a string)"
-        given = answer.strip().lower()
-        if given not in [choice.lower() for choice in item.choices]:
-            return False, f"answer with one of {list(item.choices)}"
-        return given == str(expected).lower(), ""
-    number = _as_number(answer)
-    if number is None:
-        return False, f"this exercise expects a number, got {answer!r}"
-    if item.kind == "integer":
-        if number != int(number):
-            return False, "this exercise expects a whole number"
-        right = int(number) == int(expected)
-    else:
-        right = math.isclose(number, float(expected), rel_tol=item.rel_tol, abs_tol=1e-12)
-    if right:
-        return True, ""
-    return False, "your answer is too high" if number > float(expected) else "your answer is too low"
-
-
-def check(exercise_id: str, answer: object, *, quiet: bool = False) -> bool:
-    """Check ``answer`` to exercise ``exercise_id``: print a friendly verdict, return True if right."""
-    item = _get(exercise_id)
-    right, detail = _judge(item, answer)
-    if not quiet:
-        if right:
-            print(f"✅ {exercise_id}: right!")
-        else:
-            print(f"❌ {exercise_id}: not yet ({detail}). Hint: {item.hint}")
-    return right
-
-
-# =============================================================================================
-# The exercises. One section per lesson; answers are computed, never typed in.
-# =============================================================================================
-
+from . import exercise
 
 def _shape_only(name: str):
     import torch
 
-    from .model import create_model
+    from ..model import create_model
 
     with torch.device("meta"):  # shapes only: counting needs no weights
         return create_model(name)
@@ -183,7 +25,7 @@ def _shape_only(name: str):
 @exercise("00.1", "How many MBConv blocks does B7 have?", kind="integer",
           hint="Sum the repeats of model.config.scaled_stages() (B0 has 16).")
 def _answer_00_1():
-    from .model import variant_config
+    from ..model import variant_config
 
     return sum(stage.repeats for stage in variant_config("b7").scaled_stages())
 
@@ -191,18 +33,23 @@ def _answer_00_1():
 @exercise("00.3", "By what factor do B0's MACs grow when the input side doubles?",
           hint="Count with count_macs at 224 and at 448 and divide; a convolution's cost follows the pixel count.")
 def _answer_00_3():
-    from .profile import count_macs
+    from ..profile import count_macs
 
     model = _shape_only("b0")
     return count_macs(model, 448) / count_macs(model, 224)
 
 
-@exercise("00.4", "What is the smallest input size the cifar-stem B0 accepts?", kind="integer",
-          hint="Multiply the strides of the stem and of every stage (model.config.stage_strides()).")
+@exercise("00.4", "How many pixels a side has the last feature map of the ImageNet-stem B0 for a 96x96 image?",
+          kind="integer",
+          hint="Each stride-2 layer halves the side: multiply the strides of model.config.stage_strides(), "
+               "or run b0.features on a 96x96 input and read the last dimension.")
 def _answer_00_4():
-    from .model import efficientnet
+    import torch
 
-    return efficientnet(num_classes=10, stem="cifar").min_resolution
+    from ..model import efficientnet_b0
+
+    with torch.no_grad():
+        return efficientnet_b0().features(torch.zeros(1, 3, 96, 96)).shape[-1]
 
 
 # --- lesson 01: neural architecture search --------------------------------------------------
@@ -211,7 +58,7 @@ def _answer_00_4():
 @exercise("01.1", "Reward of a child with 80% accuracy and 20M MACs, for T = 10M and w = -0.07?",
           rel_tol=1e-3, hint="Put the numbers into R = ACC x (MACs/T)^w; the cost factor is a little below 1.")
 def _answer_01_1():
-    from .nas import Reward
+    from ..nas import Reward
 
     return Reward(10e6, -0.07)(0.80, 20e6)
 
@@ -219,7 +66,7 @@ def _answer_01_1():
 @exercise("01.2", "How many different networks does the default search space hold?", kind="integer",
           hint="Count the options of each decision of one stage, combine them, then combine the stages.")
 def _answer_01_2():
-    from .nas import SearchSpace
+    from ..nas import SearchSpace
 
     return SearchSpace().size
 
@@ -231,12 +78,16 @@ def _answer_01_3():
     return math.log(0.84 / 0.80) / math.log(10 / 40)
 
 
-@exercise("01.4", "Probability that 100 uniform random samples include one given network of the search space?",
-          hint="First find the chance that one draw misses it; the 100 draws are independent.")
+@exercise("01.4", "On the known-answer problem, probability that 100 uniform random samples include a best child?",
+          hint="First find the chance that one draw is a best child (every stage needs kernel 5 and expansion 6; "
+               "depth and SE are free), then the chance that all 100 independent draws miss.")
 def _answer_01_4():
-    from .nas import SearchSpace
+    from ..nas import KnownAnswerEvaluator, SearchSpace
 
-    return 1 - (1 - 1 / SearchSpace().size) ** 100
+    space, favour = SearchSpace(), KnownAnswerEvaluator().favour
+    options = {"kernel": space.kernel_sizes, "expand": space.expand_ratios, "layers": space.layers, "se": space.se}
+    per_stage = math.prod(1 / len(options[name]) for name in favour)  # one favoured option per decision
+    return 1 - (1 - per_stage ** len(space.base)) ** 100
 
 
 @exercise("01.5", "With one exponent w, can changing the target T change which child the search prefers?",
@@ -252,7 +103,7 @@ def _answer_01_5():
 @exercise("02.1", "Parameters of a standard 3x3 convolution from 64 to 128 channels, without bias?",
           kind="integer", hint="Each of the C_out filters has k x k x C_in weights.")
 def _answer_02_1():
-    from .costs import standard_conv_cost
+    from ..costs import standard_conv_cost
 
     return standard_conv_cost(64, 128, 3, resolution=1).params
 
@@ -260,7 +111,7 @@ def _answer_02_1():
 @exercise("02.2", "Cost ratio (separable / standard) of a 5x5 convolution with 256 output channels?",
           hint="The ratio is the same for parameters and MACs: write both costs and divide.")
 def _answer_02_2():
-    from .costs import cost_ratio
+    from ..costs import cost_ratio
 
     return cost_ratio(256, 5)
 
@@ -269,7 +120,7 @@ def _answer_02_2():
           "of the standard one?", kind="integer",
           hint="Solve 1/C_out + 1/9 < 1/8 for C_out; mind the strict inequality.")
 def _answer_02_3():
-    from .costs import cost_ratio
+    from ..costs import cost_ratio
 
     return next(c for c in range(1, 10_000) if cost_ratio(c, 3) < 1 / 8)
 
@@ -278,7 +129,7 @@ def _answer_02_3():
           "map (weights negligible)?",
           hint="Per pixel and channel: how many MACs, and how many bytes read plus written?")
 def _answer_02_4():
-    from .costs import arithmetic_intensity
+    from ..costs import arithmetic_intensity
 
     # A very large map makes the weights negligible: the limit the question asks for.
     return arithmetic_intensity(64, 64, 3, resolution=4096, groups=64)
@@ -292,8 +143,8 @@ def _answer_02_4():
           hint="Add up expand 1x1, depthwise 5x5, SE (two 1x1 convs with biases), project 1x1, "
                "and 2 parameters per channel for each batch norm.")
 def _answer_03_1():
-    from .layers import MBConv
-    from .profile import count_params
+    from ..layers import MBConv
+    from ..profile import count_params
 
     return count_params(MBConv(40, 40, 5, 1, 6, 0.25))
 
@@ -309,8 +160,8 @@ def _answer_03_2():
           "skipped on average?",
           hint="Only blocks with a skip connection can be dropped; sum their drop probabilities.")
 def _answer_03_3():
-    from .layers import MBConv
-    from .model import efficientnet_b0
+    from ..layers import MBConv
+    from ..model import efficientnet_b0
 
     blocks = [m for m in efficientnet_b0().modules() if isinstance(m, MBConv) and m.use_residual]
     return sum(block.drop_path.p for block in blocks)
@@ -321,8 +172,8 @@ def _answer_03_3():
           hint="SE acts on the expanded tensor (6 x 112 channels) but reduces to int(0.25 x 112); "
                "both 1x1 convs have biases.")
 def _answer_03_4():
-    from .model import efficientnet_b0
-    from .profile import count_params
+    from ..model import efficientnet_b0
+    from ..profile import count_params
 
     block = next(m for m in efficientnet_b0().stages[5].modules() if hasattr(m, "se"))
     return count_params(block.se)
@@ -334,7 +185,7 @@ def _answer_03_4():
 @exercise("04.1", "alpha * beta^2 * gamma^2 for the paper's alpha = 1.2, beta = 1.1, gamma = 1.15?",
           rel_tol=0.002, hint="CompoundScaling has a property for it, or use a calculator.")
 def _answer_04_1():
-    from .scaling import CompoundScaling
+    from ..scaling import CompoundScaling
 
     return CompoundScaling().flops_base
 
@@ -348,7 +199,7 @@ def _answer_04_2():
 @exercise("04.3", "Input resolution at phi = 3 for a 224-pixel baseline (nearest pixel)?", kind="integer",
           hint="r = gamma^phi multiplies the side of the image.")
 def _answer_04_3():
-    from .scaling import CompoundScaling
+    from ..scaling import CompoundScaling
 
     return CompoundScaling().resolution(3, base=224)
 
@@ -356,7 +207,7 @@ def _answer_04_3():
 @exercise("04.4", "Channels of B0's 320-channel stage at width 1.4 (B4), after rounding?", kind="integer",
           hint="Round 1.4 x 320 to the nearest multiple of 8, then check the 90% rule.")
 def _answer_04_4():
-    from .scaling import round_channels
+    from ..scaling import round_channels
 
     return round_channels(320, 1.4)
 
@@ -364,8 +215,8 @@ def _answer_04_4():
 @exercise("04.5", "How many MBConv blocks has the network at phi = 2 (depth 1.2^2)?", kind="integer",
           hint="Each stage's repeats are multiplied by the depth and rounded *up*.")
 def _answer_04_5():
-    from .model import EfficientNetConfig
-    from .scaling import CompoundScaling
+    from ..model import EfficientNetConfig
+    from ..scaling import CompoundScaling
 
     depth, width, _ = CompoundScaling().multipliers(2)
     return sum(stage.repeats for stage in EfficientNetConfig(width=width, depth=depth).scaled_stages())
@@ -375,7 +226,7 @@ def _answer_04_5():
 
 
 def _full_comparison():
-    from .experiments import plan
+    from ..experiments import plan
 
     return plan("compare", quick=False)
 
@@ -425,7 +276,7 @@ def _answer_05_5():
 @exercise("06.1", "How many times more MACs does B7 (600 px) cost than B0 (224 px)?",
           hint="count_macs of each model at its own resolution, then divide.")
 def _answer_06_1():
-    from .profile import count_macs
+    from ..profile import count_macs
 
     return count_macs(_shape_only("b7"), 600) / count_macs(_shape_only("b0"), 224)
 
@@ -433,7 +284,7 @@ def _answer_06_1():
 @exercise("06.2", "What fraction of B0's parameters are in its final linear classifier?",
           hint="The classifier maps 1280 features to 1000 classes, with a bias.")
 def _answer_06_2():
-    from .profile import count_params
+    from ..profile import count_params
 
     model = _shape_only("b0")
     return count_params(model.classifier) / count_params(model)
@@ -442,7 +293,7 @@ def _answer_06_2():
 @exercise("06.3", "By what factor do B0's MACs grow if it is fed B7's 600 px images instead of 224 px?",
           rel_tol=0.02, hint="Same network, bigger image: the cost follows the number of pixels, nearly.")
 def _answer_06_3():
-    from .profile import count_macs
+    from ..profile import count_macs
 
     model = _shape_only("b0")
     return count_macs(model, 600) / count_macs(model, 224)
@@ -461,7 +312,7 @@ def _answer_07_1():
 @exercise("07.2", "What fraction of Lite0's ImageNet parameters is its final classifier?",
           hint="count_params(model.classifier) / count_params(model), on the 1000-class Lite0.")
 def _answer_07_2():
-    from .profile import count_params
+    from ..profile import count_params
 
     model = _shape_only("lite0")
     return count_params(model.classifier) / count_params(model)
@@ -470,7 +321,7 @@ def _answer_07_2():
 @exercise("07.3", "By what factor do Lite0's multiply-adds grow when CIFAR images are upsampled from 32 to 224 px?",
           rel_tol=0.02, hint="count_macs(model, 224) / count_macs(model, 32): close to (224 / 32)^2, not exactly.")
 def _answer_07_3():
-    from .profile import count_macs
+    from ..profile import count_macs
 
     model = _shape_only("lite0")
     return count_macs(model, 224) / count_macs(model, 32)
