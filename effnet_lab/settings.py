@@ -14,7 +14,7 @@ this module, and nothing else, about the environment:
   ``runs/`` in a checkout, otherwise ``~/effnet_lab_runs``). On Colab, point it at a mounted
   Drive folder to survive disconnects.
 - ``EFFNET_LAB_SHIPPED``: the folder of results that ship with the project, which the
-  lessons plot (default: the checkout's ``results/``; the tests point it at rehearsed ones).
+  lessons plot (default: the checkout's ``results/``; the tests point it at results made on the spot).
 - ``EFFNET_LAB_OFFLINE=1``: never try the internet (``is_online()`` answers False at once).
 """
 
