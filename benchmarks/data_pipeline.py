@@ -36,7 +36,10 @@ from effnet_lab import settings  # noqa: E402
 from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.files import write_json  # noqa: E402
 from effnet_lab.data import CifarData, DeviceLoader, load_cifar  # noqa: E402
-from effnet_lab.train import QUICK_MODEL, QUICK_TRAIN, build_model  # noqa: E402
+from effnet_lab.recipes import RECIPES  # noqa: E402
+from effnet_lab.train import QUICK_MODEL, build_model  # noqa: E402
+
+QUICK_TRAIN = RECIPES["train"].quick
 
 
 def get_data(per_class: int) -> CifarData:

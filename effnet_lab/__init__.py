@@ -3,7 +3,8 @@
 The modules follow the lessons: ``nas`` (the search that found B0), ``layers`` (the blocks),
 ``scaling`` (compound scaling), ``model`` (the builder, B0-B7 and Lite0-4), ``profile``
 (parameters, MACs, latency), ``data`` and ``train`` (CIFAR and the training engine),
-``experiments`` and ``plots`` (the scaling sweeps), ``pretrained`` and ``transfer``
+``recipes`` (every training recipe), ``experiments``, ``sweep``, ``results`` and ``plots``
+(the scaling experiments), ``pretrained`` and ``transfer``
 (ImageNet weights offline). The command line: ``python -m effnet_lab --help``.
 Only PyTorch is needed to import it; front-end packages (torchinfo, ipywidgets, seaborn,
 timm) are imported where they are used.

@@ -17,7 +17,7 @@ from .train import NonFiniteLossError
 # command -> module that registers it (imported only when the command line starts)
 COMMANDS = {
     "train": "effnet_lab.train",
-    "sweep": "effnet_lab.experiments",
+    "sweep": "effnet_lab.sweep",
     "plots": "effnet_lab.plots",
     "nas": "effnet_lab.nas",
     "reproduce": "effnet_lab.reproduce",

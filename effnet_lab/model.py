@@ -87,6 +87,10 @@ class EfficientNetConfig:
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     resolution: int | None = None  # the input size this configuration is meant for (info only)
+    # Start each residual block as the identity: the last batch norm of its branch scales by
+    # zero (Goyal et al., 2017, as timm's zero_init_last). A deep network then starts out
+    # as shallow as its first blocks and grows into its depth while it trains.
+    zero_init_last_bn: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "width", check_number("width", self.width, exclusive_minimum=0.0))
@@ -209,6 +213,10 @@ class EfficientNet(nn.Module):
                 bound = 1.0 / module.out_features**0.5
                 nn.init.uniform_(module.weight, -bound, bound)
                 nn.init.zeros_(module.bias)
+        if self.config.zero_init_last_bn:
+            for module in self.modules():
+                if isinstance(module, MBConv) and module.use_residual:
+                    nn.init.zeros_(module.project.bn.weight)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error for an input this network cannot take."""

@@ -1,22 +1,25 @@
-"""Every figure of the scaling experiments, drawn from a results table (lessons 04-06).
+"""Every figure of the scaling experiments, drawn from what ``effnet_lab.results`` reads (lessons 04-07).
 
-A results table is what ``effnet_lab.experiments`` writes: one JSON line per training run,
-in one file or in a folder of shard files. Each function here takes such a table (a path,
-a list of rows or a pandas DataFrame) and returns a matplotlib Figure:
+Each function takes run folders (a sweep's output), a list of rows or a pandas DataFrame
+(``results.to_frame`` accepts all three) and returns a matplotlib Figure:
 
 - ``plot_scaling``: accuracy against MACs (log scale) for each way of scaling, with the
-  spread over seeds as a band (the analogue of the paper's Figure 8);
+  spread over seeds as a band (the analogue of the paper's Figure 8); with
+  ``against="seconds"``, against each model's measured training time instead: equal MACs
+  are not equal time;
 - ``plot_single_axis``: width, depth and resolution scaling side by side, each point marked
   with its multiplier (Figure 3), and where resolution stops adding information;
 - ``plot_width_at_dr``: width scaling at fixed depth and resolution (Figure 4);
 - ``plot_grid``: the alpha/beta/gamma grid search, ranked by accuracy (the paper's step 2);
-- ``equal_flops_table``: the comparison at equal MACs as a table (the paper's Table 3).
+- ``equal_flops_table``: ``results.compare_families`` as a table (the paper's Table 3, with
+  seeds paired and a 95% interval), its note the computed verdict.
 
-The lessons read what ships in ``results/`` through ``shipped_scaling`` (which table to plot,
-and its label), ``throughput_table`` (effnet_lab against timm and torchvision) and
-``time_to_accuracy_report`` (B0's accuracy against wall time, ``plot_time_to_accuracy``).
+The lessons read what ships in ``results/`` through ``shipped_scaling`` (which folder to
+plot, and its label), ``throughput_table`` (effnet_lab against timm and torchvision) and
+``time_to_accuracy_report`` (B0's accuracy against wall time, ``plot_time_to_accuracy``);
+``effnet_lab.results`` reads the files, this module only draws.
 
-``plot_all(results, out_dir)`` writes every figure the table has data for;
+``plot_all(results, out_dir)`` writes every figure the runs have data for;
 ``python -m effnet_lab plots RESULTS --out DIR`` does the same from the command line.
 Figures made from quick-mode runs say so in their title: those numbers mean nothing.
 
@@ -27,13 +30,14 @@ seaborn and pandas are imported inside the functions: the package does not need 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-SINGLE_AXES = ("width", "depth", "resolution")
+from . import results as _results
+from .results import SINGLE_AXES, shipped_scaling, throughput_table, to_frame  # noqa: F401 (the lessons call them here)
+
 FAMILY_ORDER = ("width", "depth", "resolution", "compound")
 # Colour-blind-safe (seaborn "colorblind"), fixed per family so every figure agrees.
 FAMILY_COLORS = {"baseline": "#333333", "width": "#0173b2", "depth": "#de8f05", "resolution": "#029e73",
@@ -72,46 +76,7 @@ def title_for(text: str, quick: bool) -> str:
     return f"{QUICK_LABEL}\n{text}" if quick else text
 
 
-# --- the table --------------------------------------------------------------------------------
-
-
-def to_frame(results):
-    """A pandas DataFrame of results: from a DataFrame, a list of rows, or paths to tables."""
-    import pandas as pd
-
-    from .experiments import read_results
-
-    if isinstance(results, pd.DataFrame):
-        frame = results.copy()
-    elif isinstance(results, (str, os.PathLike)):
-        frame = pd.DataFrame(read_results(results))
-    elif isinstance(results, Sequence) and all(isinstance(item, (str, os.PathLike)) for item in results) and results:
-        frame = pd.DataFrame(read_results(*results))
-    elif isinstance(results, Sequence) and all(isinstance(item, dict) for item in results):
-        frame = pd.DataFrame(list(results))
-    else:
-        raise TypeError("results must be a path to a results table (file or folder), a list of rows, "
-                        f"or a pandas DataFrame; got {type(results).__name__}")
-    if frame.empty:
-        raise ValueError("the results table is empty: run a sweep first (python -m effnet_lab sweep compare --quick)")
-    missing = {"run_id", "family", "test_accuracy", "macs"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"these rows are not sweep results: columns {sorted(missing)} are missing")
-    frame = frame[frame["test_accuracy"].notna()].copy()  # runs that failed (a diverged loss) have no accuracy
-    if frame.empty:
-        raise ValueError("no run in these results finished with an accuracy (every run failed)")
-    scales = {str(b) for b in frame["baseline"]} if "baseline" in frame else set()
-    quick = set(frame["quick_mode"].astype(bool)) if "quick_mode" in frame else {False}
-    if len(scales) > 1 or len(quick) > 1:
-        raise ValueError("these results mix sweeps of different scales (different baselines or quick and full "
-                         "mode): plot each scale's table separately")
-    precisions = set(frame["precision"].dropna()) if "precision" in frame else set()
-    if len(precisions) > 1:  # one model's fp32 and bf16 runs would be averaged as if they were seeds
-        raise ValueError(f"these results mix precisions ({', '.join(sorted(precisions))}): plot each precision's "
-                         "table separately")
-    frame["accuracy"] = 100 * frame["test_accuracy"].astype(float)
-    frame["mmacs"] = frame["macs"].astype(float) / 1e6
-    return frame
+# --- the table ----------------------------------------------------------------------------------
 
 
 def is_quick(frame) -> bool:
@@ -119,53 +84,64 @@ def is_quick(frame) -> bool:
 
 
 def _by_model(frame):
-    """Mean, min, max and count of accuracy over seeds, one row per (family, phi, model)."""
+    """Mean, min, max and count of accuracy over seeds, and mean training seconds, one row per
+    (family, phi, model)."""
+    if "train_seconds" not in frame:
+        frame = frame.assign(train_seconds=math.nan)
     keys = [k for k in ("family", "phi", "width", "depth", "resolution") if k in frame]
     grouped = frame.groupby(keys, dropna=False).agg(
         accuracy=("accuracy", "mean"), low=("accuracy", "min"), high=("accuracy", "max"),
         std=("accuracy", "std"), seeds=("accuracy", "size"), mmacs=("mmacs", "mean"),
         macs_factor=("macs_factor", "mean"), upsampled=("upsampled", "max"),
+        seconds=("train_seconds", "mean"),
     )
     return grouped.reset_index()
 
 
-def _family_curve(models, family: str):
+def _family_curve(models, family: str, x: str = "mmacs"):
     """The baseline and ``family``'s models, in order of cost: every family's curve starts at phi = 0."""
-    return models[models["family"].isin(["baseline", family])].sort_values("mmacs")
+    return models[models["family"].isin(["baseline", family])].sort_values(x)
 
 
-def _log_mmacs_axis(ax) -> None:
+def _log_mmacs_axis(ax, label: str = "multiply-adds per image (millions, log scale)") -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=2, subs=(1.0, 1.5)))  # 16, 24, 32, 48: labels on a narrow range too
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    ax.set_xlabel("multiply-adds per image (millions, log scale)")
+    ax.set_xlabel(label)
 
 
-def _draw_curve(ax, curve, color, marker, label) -> None:
-    ax.plot(curve["mmacs"], curve["accuracy"], color=color, marker=None, linewidth=2, label=None, zorder=2)
+def _draw_curve(ax, curve, color, marker, label, x: str = "mmacs") -> None:
+    ax.plot(curve[x], curve["accuracy"], color=color, marker=None, linewidth=2, label=None, zorder=2)
     native = curve[~curve["upsampled"].astype(bool)]
     upsampled = curve[curve["upsampled"].astype(bool)]
-    ax.scatter(native["mmacs"], native["accuracy"], color=color, marker=marker, s=55, zorder=3, label=label)
+    ax.scatter(native[x], native["accuracy"], color=color, marker=marker, s=55, zorder=3, label=label)
     if len(upsampled):
-        ax.scatter(upsampled["mmacs"], upsampled["accuracy"], facecolors="white", edgecolors=color,
+        ax.scatter(upsampled[x], upsampled["accuracy"], facecolors="white", edgecolors=color,
                    marker=marker, s=55, linewidths=1.8, zorder=3)
     if (curve["seeds"] > 1).any():
-        ax.fill_between(curve["mmacs"], curve["low"], curve["high"], color=color, alpha=0.18, linewidth=0, zorder=1)
+        ax.fill_between(curve[x], curve["low"], curve["high"], color=color, alpha=0.18, linewidth=0, zorder=1)
 
 
 # --- the figures ----------------------------------------------------------------------------------
 
 
-def plot_scaling(results, *, ax=None, families: Sequence[str] = FAMILY_ORDER):
-    """Accuracy against MACs for each way of scaling the baseline (the paper's Figure 8)."""
+def plot_scaling(results, *, ax=None, families: Sequence[str] = FAMILY_ORDER, against: str = "macs"):
+    """Accuracy against MACs for each way of scaling the baseline (the paper's Figure 8); with
+    ``against="seconds"``, against each model's mean measured training time per run: which
+    family wins per second of training, not per multiply-add?"""
     import matplotlib.pyplot as plt
 
+    if against not in ("macs", "seconds"):
+        raise ValueError(f"against must be 'macs' or 'seconds', got {against!r}")
     style()
     frame = to_frame(results)
     models = _by_model(frame)
+    x = "mmacs" if against == "macs" else "seconds"
+    if models[x].isna().all():
+        raise ValueError("these runs record no training time (train_seconds)")
     present = [f for f in families if (models["family"] == f).any()]
     if not present:
         raise ValueError(f"no rows of the families {list(families)} in these results")
@@ -174,12 +150,12 @@ def plot_scaling(results, *, ax=None, families: Sequence[str] = FAMILY_ORDER):
         fig, ax = plt.subplots(figsize=(9.5, 5), layout="constrained")
     for family in present:
         label = "compound (α, β, γ = 1.2, 1.1, 1.15)" if family == "compound" else f"{family} only"
-        _draw_curve(ax, _family_curve(models, family), FAMILY_COLORS[family], FAMILY_MARKERS[family], label)
+        _draw_curve(ax, _family_curve(models, family, x), FAMILY_COLORS[family], FAMILY_MARKERS[family], label, x)
     baseline = models[models["family"] == "baseline"]
     if len(baseline):
-        ax.scatter(baseline["mmacs"], baseline["accuracy"], color="black", marker="*", s=160, zorder=4,
+        ax.scatter(baseline[x], baseline["accuracy"], color="black", marker="*", s=160, zorder=4,
                    label="baseline (φ = 0)")
-    _log_mmacs_axis(ax)
+    _log_mmacs_axis(ax, *(() if x == "mmacs" else ("training time per run (seconds, log scale)",)))
     ax.set_ylabel("test accuracy (%)")
     seeds = int(models["seeds"].max())
     notes = [f"band: range over {seeds} seeds" if seeds > 1 else "one seed per model"]
@@ -187,7 +163,8 @@ def plot_scaling(results, *, ax=None, families: Sequence[str] = FAMILY_ORDER):
         notes.append(f"hollow: input upsampled\nbeyond CIFAR's {NATIVE_RESOLUTION} px")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="\n".join(notes),
               title_fontsize="x-small", alignment="left")
-    ax.set_title(title_for("Scaling the baseline: one dimension or all three", is_quick(frame)))
+    title = "Scaling the baseline: one dimension or all three" + ("" if x == "mmacs" else ", per second")
+    ax.set_title(title_for(title, is_quick(frame)))
     return fig if fig is not None else ax.figure
 
 
@@ -308,63 +285,35 @@ def plot_grid(results):
 
 
 def equal_flops_table(results):
-    """Accuracy of each family at each phi (equal target MACs), with the seed spread and the
-    MACs actually counted; the last columns: compound minus the best single axis."""
+    """``results.compare_families`` as a table: at each phi (equal target MACs), compound minus
+    each single axis in points, paired by seed, with its 95% interval and verdict, and each
+    family's training seconds per run; its ``attrs["note"]`` is ``results.verdict``."""
     import pandas as pd
 
-    frame = to_frame(results)
-    models = _by_model(frame)
-    models = models[models["family"].isin(FAMILY_ORDER) & (models["phi"] > 0)]
-    if models.empty:
-        raise ValueError("no scaled models (width, depth, resolution, compound) in these results")
-    table = []
-    for phi, group in models.groupby("phi"):
-        row = {"phi": phi, "target MACs": f"{2 ** phi:.3g}x"}
-        best_single = compound = None  # rows of _by_model
-        for family in FAMILY_ORDER:
-            member = group[group["family"] == family]
-            if member.empty:
-                row[family] = ""
-                continue
-            m = member.iloc[0]
-            spread = f" ± {m['std']:.2f}" if m["seeds"] > 1 else ""
-            row[family] = f"{m['accuracy']:.2f}{spread} ({m['macs_factor']:.2f}x)"
-            if family == "compound":
-                compound = m
-            elif family in SINGLE_AXES and (best_single is None or m["accuracy"] > best_single["accuracy"]):
-                best_single = m
-        if best_single is not None and compound is not None:
-            row["compound - best single"] = (f"{compound['accuracy'] - best_single['accuracy']:+.2f} "
-                                             f"(vs {best_single['family']})")
-            row["beyond the seed spread?"] = seed_verdict(compound, best_single)
-        table.append(row)
-    result = pd.DataFrame(table).set_index("phi")
-    result.attrs["note"] = ("test accuracy in %, mean ± standard deviation over seeds, (counted MACs / baseline "
-                            "MACs); the best single axis is picked after the fact, which favours it when the "
-                            "seeds spread widely" + ("; QUICK MODE: meaningless numbers" if is_quick(frame) else ""))
-    return result
+    rows = _results.as_rows(results)
+    table = pd.DataFrame([{
+        "phi": e["phi"], "single axis": e["single_axis"] + (" (best)" if e["single_axis"] == e["best_single_axis"] else ""),
+        "compound - axis (points)": _number(e["mean_difference"], "{:+.2f}"),
+        "95% CI": "" if e["ci_low"] is None else f"{e['ci_low']:+.2f} to {e['ci_high']:+.2f}",
+        "seed pairs": e["pairs"], "verdict": e["verdict"],
+        "compound s/run": _number(e["compound_seconds"], "{:.0f}"), "axis s/run": _number(e["single_seconds"], "{:.0f}"),
+    } for e in _results.compare_families(rows)]).set_index(["phi", "single axis"])
+    table.attrs["note"] = (f"{_results.verdict(rows)}\n(compound minus the single axis in test accuracy points, "
+                           "paired by seed; 95% interval from Student's t; '(best)': the best single axis by mean, "
+                           "picked after the fact; s/run: mean measured training seconds per run. The paper's "
+                           f"effect: {_results.PAPER_EFFECT}.)")
+    return table
 
 
-def seed_verdict(compound, single) -> str:
-    """Whether compound scaling's seeds all land above (or all below) the single axis's.
-
-    ``compound`` and ``single``: rows of ``_by_model`` (with ``low``, ``high``, ``seeds``).
-    With two seeds a mean difference smaller than the spread says nothing: the seed ranges
-    must not overlap before a difference counts.
-    """
-    if min(compound["seeds"], single["seeds"]) < 2:
-        return "one seed: no spread to judge by"
-    if compound["low"] > single["high"]:
-        return "yes: compound ahead (every seed)"
-    if compound["high"] < single["low"]:
-        return "yes: compound behind (every seed)"
-    return "no: a tie, the seed ranges overlap"
+def _number(value, form: str) -> str:
+    return "" if value is None or value != value else form.format(value)
 
 
 # --- all of them ----------------------------------------------------------------------------------
 
 FIGURES = {
     "scaling_methods": plot_scaling,
+    "scaling_per_second": lambda frame: plot_scaling(frame, against="seconds"),
     "single_axis": plot_single_axis,
     "width_at_depth_resolution": plot_width_at_dr,
     "grid_search": plot_grid,
@@ -392,8 +341,8 @@ def plot_all(results, out_dir: str | os.PathLike, formats: Sequence[str] = ("png
             written.append(path)
         plt.close(fig)
     try:
-        table = equal_flops_table(frame)
-    except ValueError as error:
+        table = equal_flops_table(results)  # the runs that failed too: they count against stability
+    except (ValueError, KeyError) as error:
         log(f"skipped equal_flops table: {error}")
     else:
         markdown = out_dir / "equal_flops.md"
@@ -415,33 +364,6 @@ def _has_tabulate() -> bool:
 
 
 # --- shipped speed measurements (lessons 00 and 05) --------------------------------------------
-
-
-def throughput_table(*paths: str | os.PathLike):
-    """One row per measured configuration from ``benchmarks/throughput.py`` JSON files (or
-    folders of them): images per second of effnet_lab, timm and torchvision, and effnet_lab's
-    ratio to the faster of the two (the target is at least 1.0 on a GPU)."""
-    import pandas as pd
-
-    missing = [str(path) for path in paths if not Path(path).exists()]
-    if missing:
-        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
-    files = [f for path in map(Path, paths) for f in (sorted(path.glob("throughput*.json")) if path.is_dir() else [path])]
-    rows = []
-    for file in files:
-        measured = json.loads(file.read_text())
-        for result in measured["results"]:
-            speed = result["images_per_second"]
-            rows.append({
-                "device": measured["device"], "config": f"{result['config']} ({result['resolution']} px)",
-                "batch": result["batch_size"], "precision": result["precision"],
-                "compiled": result["compile"], **{f"{name} (img/s)": round(v, 1) for name, v in speed.items()},
-                "vs faster peer": round(speed["effnet_lab"] / max(speed["timm"], speed["torchvision"]), 3),
-                "date": measured["date"][:10], "file": file.name,
-            })
-    if not rows:
-        raise ValueError(f"no throughput measurements in {', '.join(map(str, paths))}")
-    return pd.DataFrame(rows)
 
 
 def plot_time_to_accuracy(curve: Sequence[dict], *, ax=None, title: str = "", target: float | None = 0.90,
@@ -466,71 +388,15 @@ def plot_time_to_accuracy(curve: Sequence[dict], *, ax=None, title: str = "", ta
     return ax.figure
 
 
-def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "compare"):
-    """The shipped results table of ``experiment`` a lesson should plot, and its label.
-
-    The full-scale GPU table (``scaling-gpu/``) when there is one, named by its GPU and, while
-    its sweep is unfinished, by how many runs are in; else the CPU quick-mode table
-    (``scaling-quick/``); else ``None`` and why.
-    """
-    if shipped_root is None:
-        return None, "no shipped results here: they are in the project's results/ folder (clone it to plot them)"
-    gpu = Path(shipped_root) / "scaling-gpu" / experiment
-    if (gpu / "results.jsonl").exists():
-        frame = to_frame(gpu)
-        devices = ", ".join(sorted(set(frame["device"].dropna())))
-        precision = ", ".join(sorted(set(frame["precision"].dropna()))) if "precision" in frame else ""
-        label = f"shipped: full scale on {devices}" + (f", {precision}" if precision else "")
-        status = gpu / "status.json"  # written by every chunk of benchmarks/gpu_scaling_sweep.py
-        progress = json.loads(status.read_text()) if status.exists() else {"left": 0}
-        if progress["left"]:
-            label += f" ({progress['runs'] - progress['left']} of {progress['runs']} runs so far)"
-        return gpu, label
-    quick = Path(shipped_root) / "scaling-quick" / experiment
-    if quick.is_dir():
-        return quick, "shipped: CPU quick mode (the full-scale GPU results are not in results/scaling-gpu/ yet)"
-    return None, f"no shipped {experiment} results in {shipped_root}"
-
-
 def time_to_accuracy_report(folder: str | os.PathLike):
-    """The figure and a one-line summary of ``benchmarks/time_to_accuracy.py``'s results in ``folder``.
-
-    The finished run (``summary.json``) when there is one; else the latest interrupted attempt
-    (``partial.json``, in ``folder`` or an ``attempt-*`` folder), labelled as such; else
-    ``(None, why)``.
-    """
-    folder = Path(folder)
-    if (folder / "summary.json").exists():
-        summary = json.loads((folder / "summary.json").read_text())
-        record = json.loads((folder / "run" / "record.json").read_text())
-        smoke = " [tiny smoke test: not a result]" if summary["tiny_smoke_test"] else ""
-        fig = plot_time_to_accuracy(record["accuracy_curve"], target=summary["target_accuracy"],
-                                    title=f"B0, cifar stem, on {summary['device']}{smoke}")
-        target = f"{summary['target_accuracy']:.0%}"
-        reached = (f"{target} after {summary['seconds_to_target']:.0f} s" if summary["seconds_to_target"] is not None
-                   else f"{target} not reached")
-        text = (f"{reached}; final {summary['final_test_accuracy']:.2%} on {summary['test_set']} after "
-                f"{summary['train_seconds']:.0f} s of training ({summary['epochs']} epochs; data: "
-                f"{summary['data_source']}; {summary['date'][:10]}){smoke}")
-        return fig, text
-    partials = sorted(folder.glob("partial.json")) + sorted(folder.glob("attempt-*/partial.json"), reverse=True)
-    if not partials:
+    """The figure and a one-line summary of ``benchmarks/time_to_accuracy.py``'s results in
+    ``folder`` (``results.time_to_accuracy`` reads them); ``(None, why)`` when there are none."""
+    found = _results.time_to_accuracy(folder)
+    if found is None:
         return None, f"no time-to-accuracy results in {folder} yet"
-    partial = json.loads(partials[0].read_text())
-    curve = partial["accuracy_curve"]
-    if not curve:
-        return None, f"{partials[0]}: interrupted before its first checkpoint"
-    label = f"INTERRUPTED after epoch {partial['epochs_done']} of {partial['epochs_planned']}"
-    fig = plot_time_to_accuracy(curve, target=partial["target_accuracy"],
-                                title=f"B0, cifar stem, on {partial.get('device', '?')}: {label}")
-    target = f"{partial['target_accuracy']:.0%}"
-    reached = (f"{target} first after {partial['seconds_to_target']:.0f} s (epoch {partial['epoch_reaching_target']})"
-               if partial["seconds_to_target"] is not None else f"{target} not reached")
-    best = max(curve, key=lambda point: point["test_accuracy"])
-    text = (f"{label} ({partials[0].parent.name}): {reached}; best {best['test_accuracy']:.2%} (epoch {best['epoch']}, "
-            f"{best['seconds']:.0f} s); stopped after {curve[-1]['seconds']:.0f} s; "
-            f"data: {partial.get('data_source', '?')}; {partial.get('run_date', partial['date'])[:10]}")
-    return fig, text
+    if not found["curve"]:
+        return None, found["text"]
+    return plot_time_to_accuracy(found["curve"], target=found["target"], title=found["title"]), found["text"]
 
 
 # --- the command line -------------------------------------------------------------------------------
@@ -539,11 +405,11 @@ def time_to_accuracy_report(folder: str | os.PathLike):
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``plots`` with ``python -m effnet_lab``'s subcommands."""
     parser = subparsers.add_parser(
-        "plots", help="draw every figure from a results table",
-        description="Draw every figure (and the equal-FLOPs table) that a sweep's results table has data for.",
+        "plots", help="draw every figure from a sweep's run folders",
+        description="Draw every figure (and the equal-FLOPs table) that a sweep's run records have data for.",
     )
     parser.add_argument("results", nargs="+", metavar="RESULTS",
-                        help="results tables: .jsonl files or folders of them (shards are merged)")
+                        help="folders of run folders (searched for record.json), or record.json files")
     parser.add_argument("--out", required=True, help="folder for the figures")
     parser.add_argument("--format", dest="formats", nargs="+", default=["png"], choices=["png", "svg", "pdf"])
     parser.set_defaults(run=main)

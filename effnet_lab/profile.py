@@ -1,5 +1,10 @@
 """How big and how costly is a network? Parameters, multiply-adds, latency, a summary.
 
+Two ways to count multiply-adds (MACs), which agree to the last one (the tests check it):
+``count_macs(model, resolution)`` traces a built network, and ``macs_from_config(config,
+resolution)`` works the same number out from an ``EfficientNetConfig`` without building
+anything (microseconds: the cost matching of lesson 05 tries hundreds of shapes per model).
+
 MACs are counted by PyTorch's own ``torch.utils.flop_counter.FlopCounterMode``, which
 reports FLOPs (a multiply and an add are two). The EfficientNet paper's "FLOPs" are
 multiply-adds, so ``count_macs`` returns half of PyTorch's figure. Only convolutions and
@@ -12,6 +17,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -67,6 +73,37 @@ def count_flops(model: nn.Module, resolution: int, batch_size: int = 1) -> int:
 def count_macs(model: nn.Module, resolution: int, batch_size: int = 1) -> int:
     """Multiply-adds of one forward pass at ``resolution`` x ``resolution`` (the paper's "FLOPs")."""
     return count_flops(model, resolution, batch_size) // 2
+
+
+def _out_size(size: int, stride: int) -> int:
+    # Every convolution here has an odd kernel and padding (k - 1) // 2: ceil(size / stride).
+    return (size - 1) // stride + 1
+
+
+@lru_cache(maxsize=65536)
+def macs_from_config(config, resolution: int) -> int:
+    """Multiply-adds of ``model.build(config)`` at ``resolution``, from the configuration alone.
+
+    Counted as the paper counts: the convolutions and the classifier; batch norm,
+    activations and the SE gate's product left out.
+    """
+    strides = config.stage_strides()
+    size = _out_size(resolution, strides[0])
+    channels = config.stem_out
+    macs = 3 * 3 * 3 * channels * size**2  # stem: 3x3 convolution from RGB
+    for stage in config.scaled_stages():
+        for repeat in range(stage.repeats):
+            hidden = int(round(channels * stage.expand_ratio))
+            if hidden != channels:
+                macs += channels * hidden * size**2  # 1x1 expansion
+            size = _out_size(size, stage.stride if repeat == 0 else 1)
+            macs += stage.kernel_size**2 * hidden * size**2  # depthwise kxk
+            if stage.se_ratio > 0:
+                macs += 2 * hidden * max(1, int(channels * stage.se_ratio))  # SE: two 1x1 convs on 1x1
+            macs += hidden * stage.channels * size**2  # 1x1 projection
+            channels = stage.channels
+    macs += channels * config.head_out * size**2  # head 1x1
+    return macs + config.head_out * config.num_classes  # classifier
 
 
 def measure_latency(

@@ -47,8 +47,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            # epochs, where B0 at width and depth 0.5, 32 px, 150 per class reached 20-25%).
            quick=dict(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0.5, label_smoothing=0.0, resolution=16,
                       subset_per_class=600, test_per_class=200)),
+    # fp32: bf16 autocast trained this recipe's baseline a few points worse on the H200
+    # (results/precision-check/). 30 epochs, not 6: at 6 every model was far from converged
+    # (train loss 1.4-1.6), so the table ranked how fast each shape starts learning. The pilot
+    # (CANDIDATES below) checks the length and the rest against measurements.
     Recipe("comparison", "every run of the scaling comparison, every family alike",
-           full=dict(epochs=6, batch_size=512, lr=0.2, warmup_epochs=1.0, label_smoothing=0.1, amp=False),
+           full=dict(epochs=30, batch_size=512, lr=0.2, warmup_epochs=2.0, label_smoothing=0.1, amp=False),
            quick=dict(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0.5, label_smoothing=0.0,
                       subset_per_class=200, test_per_class=50)),
     Recipe("time-to-accuracy", "B0 from scratch to 90% test accuracy as fast as possible",
@@ -73,6 +77,17 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            full=dict(epochs=5, batch_size=256, warmup_epochs=1.0),
            quick=dict(epochs=1, batch_size=50, warmup_epochs=0.25)),
 )}
+
+
+# Candidates for the comparison's recipe, each a change to it, measured on the baseline
+# before the comparison runs (python -m effnet_lab sweep pilot): every seed at the recipe's
+# length and one seed at twice the length. A field of experiments.Baseline changes the model.
+CANDIDATES: dict[str, dict] = {
+    "sgd": {},  # the recipe as it stands
+    "sgd-zero-init": {"zero_init_last_bn": True},  # residual blocks start as the identity
+    "adamw": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05},
+    "sgd-batch-256": {"batch_size": 256, "lr": 0.1},  # twice the steps, the same lr per image
+}
 
 
 def fields(name: str, quick: bool | None = None, **overrides) -> dict:

@@ -56,13 +56,13 @@ CHECKPOINT_FILE, RECORD_FILE = "checkpoint.pt", "record.json"  # in a run folder
 
 
 def run_folder_state(run_dir: str | os.PathLike) -> str:
-    """What ``train`` does with ``run_dir``: "finished" (the record, written after the last
-    epoch's checkpoint, is given back at once), "started" (training resumes from the
-    checkpoint) or "new"."""
+    """What ``train`` does with ``run_dir``: "finished" (its record, written after the last
+    epoch, is given back at once; the checkpoint need not be there), "started" (training
+    resumes from the checkpoint) or "new"."""
     run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT_FILE).exists():
-        return "new"
-    return "finished" if (run_dir / RECORD_FILE).exists() else "started"
+    if (run_dir / RECORD_FILE).exists():
+        return "finished"
+    return "started" if (run_dir / CHECKPOINT_FILE).exists() else "new"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -146,21 +146,18 @@ def _below_one(name: str, value: object) -> float:
     return number
 
 
-# Quick mode: small enough for CI on two CPU cores, large enough to beat chance clearly.
-# Chosen by measurement on CIFAR-10 (2 CPU cores): with a fixed budget of seconds, a
-# smaller network on more images, at 16 px, learns most. B0 at width and depth 0.25 (one
-# block per stage), 600 images per class, 2 epochs: 36-39% test accuracy (seeds 0, 1),
-# where B0 at width and depth 0.5, 32 px, 150 per class reached 20-25%.
-QUICK_TRAIN = dict(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0.5, label_smoothing=0.0, resolution=16,
-                   subset_per_class=600, test_per_class=200, quick=True)
+# The model of ``python -m effnet_lab train``: B0 on the cifar stem; in quick mode at width and
+# depth 0.25 (one block per stage), which learns most in a CPU's minute (recipes.py, "train").
 QUICK_MODEL = dict(variant="b0", width=0.25, depth=0.25, stem="cifar", dropout=0.0, drop_path_rate=0.0)
 FULL_MODEL = dict(variant="b0", stem="cifar")
 
 
 def default_config(quick: bool | None = None, **overrides) -> TrainConfig:
-    """The defaults of a full run, or of a quick run when quick mode is on (``EFFNET_LAB_QUICK=1``)."""
-    base = dict(QUICK_TRAIN) if settings.quick_mode(quick) else {}
-    return TrainConfig(**{**base, **overrides})
+    """The "train" recipe (``effnet_lab.recipes``): a full run, or a quick one when quick mode is
+    on (``EFFNET_LAB_QUICK=1``)."""
+    from . import recipes
+
+    return recipes.config("train", quick, **overrides)
 
 
 def build_model(
@@ -250,7 +247,7 @@ def _barrier(processes: _Processes) -> None:
 # --- the pieces of a run ---------------------------------------------------------------
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     # Weight decay only on weight matrices and kernels: decaying batch-norm scales and shifts
     # and biases (the 1-D parameters) does not reduce capacity, it only adds noise.
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
@@ -274,7 +271,7 @@ class WarmupCosine:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_epochs * steps_per_epoch)
     if config.schedule == "onecycle":
@@ -360,7 +357,7 @@ def _check_same_run(saved: dict, config: TrainConfig, model_description: dict, p
     if changed:
         details = ", ".join(f"{key} {saved['config'].get(key)!r} -> {current[key]!r}" for key in changed)
         raise ValueError(f"{path.parent} holds a run with other settings ({details}): choose another run folder, or delete it")
-    if saved["model"] != json.loads(json.dumps(model_description, default=str)):
+    if "model" in saved and saved["model"] != json.loads(json.dumps(model_description, default=str)):
         raise ValueError(f"{path.parent} holds a run of a different model: choose another run folder, or delete it")
 
 
@@ -390,6 +387,7 @@ def train(
     model_spec: dict | None = None,
     command: list[str] | None = None,
     checkpoint_every: int = 1,
+    run_info: dict | None = None,
 ) -> dict:
     """Train ``model`` on CIFAR as ``config`` says; return the run's record (a dict).
 
@@ -398,6 +396,8 @@ def train(
     ``record.json`` go; a run folder that holds a checkpoint is resumed, one that holds a
     finished record is returned as it is. Without it nothing is written.
     ``model_spec``: how the model was made (for the record). ``command``: the command line.
+    ``run_info``: what a sweep knows about the run (experiment, family, seed...), kept in the
+    record as its ``run`` section, so that a folder of run folders is a results table.
     ``checkpoint_every``: write the checkpoint every this many epochs (and after the last).
     On a GPU an epoch of CIFAR can take a second, about what writing a checkpoint takes: an
     interrupted run then loses a few epochs instead of spending half its time on checkpoints.
@@ -418,6 +418,10 @@ def train(
     checkpoint_path = run_dir / CHECKPOINT_FILE if run_dir else None
     record_path = run_dir / RECORD_FILE if run_dir else None
 
+    if record_path is not None and record_path.exists():  # finished: the record is the result
+        record = json.loads(record_path.read_text())
+        _check_same_run(record, config, description, record_path)
+        return record
     saved = None
     if checkpoint_path is not None and checkpoint_path.exists():
         try:
@@ -425,12 +429,11 @@ def train(
         except Exception as error:
             raise ValueError(f"checkpoint {checkpoint_path} is unreadable ({error}); delete it to start over") from None
         _check_same_run(saved, config, description, checkpoint_path)
-        if saved["epoch"] >= config.epochs and record_path.exists():
-            return json.loads(record_path.read_text())
 
     processes = _start_processes(config.device)
     try:
-        return _train(model, config, data, processes, run_dir, saved, progress, description, command, checkpoint_every)
+        return _train(model, config, data, processes, run_dir, saved, progress, description, command,
+                      checkpoint_every, run_info)
     finally:
         if processes.started_here:
             import torch.distributed as dist
@@ -438,7 +441,8 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(model, config, data, processes, run_dir, saved, progress, description, command, checkpoint_every) -> dict:
+def _train(model, config, data, processes, run_dir, saved, progress, description, command, checkpoint_every,
+           run_info) -> dict:
     if config.device is not None:
         device = torch.device(config.device)
         if device.type == "cuda" and processes.world_size > 1:
@@ -474,8 +478,8 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(model, config)
-    scheduler = _schedule(optimizer, config, steps_per_epoch)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_schedule(optimizer, config, steps_per_epoch)
     ema = EMA(model, config.ema_decay) if config.ema else None
 
     start_epoch, curve, totals, resume_count = 0, [], {"seconds": 0.0, "step_seconds": 0.0, "images": 0}, 0
@@ -573,6 +577,8 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
     peak, peak_measure = _peak_memory(device)
     record = _record(model, config, data, device, processes, accuracy, curve, totals, resume_count,
                      peak, peak_measure, description, command, amp, channels_last)
+    if run_info is not None:
+        record["run"] = dict(run_info)
     if processes.main and run_dir is not None:
         write_json(run_dir / RECORD_FILE, record)
     return record

@@ -19,13 +19,12 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import settings
+from . import recipes, settings
 from .checks import check_int, check_number
 from .data import CifarData, DeviceLoader
 from .pretrained import LITE_MEAN, LITE_STD
@@ -194,37 +193,24 @@ def linear_probe(
 
 # --- fine-tuning and training from scratch: runs of effnet_lab.train ----------------------
 
-# Fine-tuning starts from weights that are already good: a learning rate below the
-# from-scratch one (0.04 against 0.1 per 256 images) keeps the ImageNet features while the
-# new classifier and the batch-norm statistics adapt, a short warm-up lets the new (zero)
-# head settle before the backbone moves much, and the weight decay is light (a short run
-# from a good starting point needs little regularising).
-FINETUNE = dict(lr=0.04, weight_decay=5e-5, warmup_epochs=0.3, batch_size=256)
-# Quick mode: 100 images per class at 64 px on a CPU; two passes of 1000 images.
-QUICK_TRANSFER = dict(epochs=2, batch_size=50, subset_per_class=100, test_per_class=20,
-                      resolution=64, warmup_epochs=0.2, quick=True)
-
-
 def finetune_config(quick: bool | None = None, **overrides) -> TrainConfig:
-    """The fine-tuning recipe (``FINETUNE``): SGD with Nesterov momentum, learning rate 0.04
-    for batches of 256 (scaled linearly with the batch), cosine schedule, label smoothing 0.1.
-    Full runs default to 224 px inputs (CIFAR upsampled to ImageNet size), as in the paper."""
-    return _config(FINETUNE, quick, overrides)
+    """The "fine-tuning" recipe (``effnet_lab.recipes``): SGD with Nesterov momentum, learning
+    rate 0.04 for batches of 256 (scaled linearly with the batch), cosine schedule, label
+    smoothing 0.1, at 224 px (CIFAR upsampled to ImageNet size, as in the paper)."""
+    return _config("fine-tuning", quick, overrides)
 
 
 def scratch_config(quick: bool | None = None, **overrides) -> TrainConfig:
-    """The from-scratch recipe: ``train``'s defaults (learning rate 0.1 per 256 images, weight
+    """The "from-scratch" recipe: ``train``'s defaults (learning rate 0.1 per 256 images, weight
     decay 5e-4), at the same resolution, batch and number of epochs as ``finetune_config``."""
-    return _config({"batch_size": FINETUNE["batch_size"]}, quick, overrides)
+    return _config("from-scratch", quick, overrides)
 
 
-def _config(recipe: dict, quick: bool | None, overrides: dict) -> TrainConfig:
-    fields = dict(recipe, resolution=224, epochs=8)
-    if settings.quick_mode(quick):
-        fields.update(QUICK_TRANSFER)
-    fields.update(overrides)
-    if "lr" in recipe and "lr" not in overrides:  # keep the recipe's lr per image when the batch changes
-        fields["lr"] = recipe["lr"] * fields["batch_size"] / recipe["batch_size"]
+def _config(name: str, quick: bool | None, overrides: dict) -> TrainConfig:
+    fields = recipes.fields(name, quick, **overrides)
+    full = recipes.RECIPES[name].full
+    if "lr" in full and "lr" not in overrides:  # keep the recipe's lr per image when the batch changes
+        fields["lr"] = full["lr"] * fields["batch_size"] / full["batch_size"]
     return TrainConfig(**fields)
 
 
@@ -300,36 +286,24 @@ def plot_resolution(probe_records: list[dict], *, macs: dict[int, float] | None 
 
 def shipped_report(folder: str | os.PathLike):
     """The figure and a one-line summary of the records of ``benchmarks/finetune_lite0.py``
-    (``probe.json``, ``finetune.json``, ``scratch.json`` in ``folder``): accuracy against time
-    of the three methods, and the linear probe's accuracy against input size."""
-    import json
-
+    (``probe.json``, ``finetune.json``, ``scratch.json`` in ``folder``, read by
+    ``results.transfer_records``): accuracy against time of the three methods, and the linear
+    probe's accuracy against input size."""
     import matplotlib.pyplot as plt
 
     from .pretrained import efficientnet_lite0
     from .profile import count_macs
+    from .results import transfer_records
 
-    folder = Path(folder)
-    names = {"finetune": "full fine-tuning", "scratch": "from scratch"}
-    full = {label: json.loads((folder / f"{name}.json").read_text())
-            for name, label in names.items() if (folder / f"{name}.json").exists()}
-    if "full fine-tuning" not in full:
-        raise FileNotFoundError(f"no finetune.json in {folder}: run benchmarks/finetune_lite0.py first")
-    record = full["full fine-tuning"]
-    probe_runs = json.loads((folder / "probe.json").read_text())["runs"] if (folder / "probe.json").exists() else []
-    same_size = [r for r in probe_runs if r["resolution"] == record["resolution"]]
-    if same_size:
-        full = {"linear probe": same_size[0], **full}
+    shipped = transfer_records(folder)
+    record, probes = shipped["methods"]["full fine-tuning"], shipped["probes"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
-    plot_accuracy_vs_time(full, ax=left, title=f"shipped: {record['device']}, {record['train_images']:,} images, "
-                                               f"{record['resolution']} px")
-    if probe_runs:
+    plot_accuracy_vs_time(shipped["methods"], ax=left, title=f"shipped: {record['device']}, "
+                                                             f"{record['train_images']:,} images, {record['resolution']} px")
+    if probes:
         backbone = efficientnet_lite0()  # the architecture only: its MACs do not depend on the weights
-        plot_resolution(probe_runs, macs={r["resolution"]: count_macs(backbone, r["resolution"]) for r in probe_runs},
+        plot_resolution(probes, macs={r["resolution"]: count_macs(backbone, r["resolution"]) for r in probes},
                         ax=right, title="shipped: linear probes")
     else:
         right.set_axis_off()
-    quick = " [quick mode: not a result]" if record.get("quick_mode") else ""
-    text = (f"fine-tuned Lite0: {record['test_accuracy']:.2%} on {record['test_set']} ({record['epochs']} epochs, "
-            f"{record['train_seconds']:.0f} s, {record['date'][:10]}, {' '.join(record['command'])}){quick}")
-    return fig, text
+    return fig, shipped["text"]

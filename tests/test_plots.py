@@ -1,4 +1,4 @@
-"""Figures and the equal-FLOPs table, drawn from results tables (made here with a fake trainer)."""
+"""Figures and the equal-FLOPs table, drawn from run folders (written here as a sweep writes them)."""
 
 import json
 import zlib
@@ -11,24 +11,32 @@ matplotlib.use("Agg")
 pytest.importorskip("seaborn")
 pd = pytest.importorskip("pandas")
 
-from effnet_lab import experiments as X  # noqa: E402
-from effnet_lab import plots  # noqa: E402
+from effnet_lab import plots, results as R  # noqa: E402
 from effnet_lab.__main__ import main as cli  # noqa: E402
+from run_records import write_comparison, write_run  # noqa: E402
 
 
-def fake_train(model, config, *, data=None, run_dir=None, progress=True, model_spec=None, command=None):
-    key = json.dumps([config.to_dict(), model_spec], sort_keys=True, default=str)
-    accuracy = 0.5 + (zlib.crc32(key.encode()) % 1000) / 10_000
-    return {"test_accuracy": accuracy, "train_seconds": 0.01, "epochs": config.epochs, "quick_mode": config.quick}
+def noise(*key) -> float:
+    return 0.5 + (zlib.crc32(json.dumps(key).encode()) % 1000) / 10_000
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """A quick-scale table with every experiment: compare (2 seeds), grid and width-grid."""
+    """Quick-mode runs of every experiment: compare (phi 1 and 2, 3 seeds), grid and width-grid."""
     out = tmp_path_factory.mktemp("results")
-    runs = X.plan(["compare", "grid", "width-grid"], quick=True, phis=[1, 2])
-    runs = [run for run in runs if run.experiment != "grid" or run.spec.phi == 1]
-    X.run_sweep(runs, out, runs_dir=out / "runs", train_fn=fake_train, log=lambda s: None)
+    write_comparison(out, lambda family, phi, seed: noise(family, phi, seed), phis=(1.0, 2.0), quick=True)
+    for table in ("grid", "width-grid"):
+        write_run(out, table=table, family="baseline", accuracy=noise("baseline", 0.0, 0), quick=True)
+    for alpha in (1.0, 1.2, 1.4):
+        for gamma in (1.0, 1.15):
+            write_run(out, table="grid", family="grid", phi=1.0, alpha=alpha, gamma=gamma, depth=alpha,
+                      resolution=round(21 * gamma), width=0.5 * (2 / (alpha * gamma ** 2)) ** 0.5,
+                      accuracy=noise(alpha, gamma), quick=True)
+    for depth in (1.0, 2.0):
+        for resolution in (21, 27):
+            for width in (0.5, 0.71, 1.0):
+                write_run(out, table="width-grid", family="width-at-dr", depth=depth, resolution=resolution,
+                          width=width, accuracy=noise(depth, resolution, width), quick=True)
     return out
 
 
@@ -37,13 +45,14 @@ def titles(fig) -> str:
     return "\n".join(texts)
 
 
-def test_every_figure_is_drawn_from_a_table(results, tmp_path):
+def test_every_figure_is_drawn_from_the_run_folders(results, tmp_path):
     written = plots.plot_all(results, tmp_path, log=lambda s: None)
     names = {path.name for path in written}
-    assert {"scaling_methods.png", "single_axis.png", "width_at_depth_resolution.png", "grid_search.png",
-            "equal_flops.md", "equal_flops.csv"} <= names
+    assert {"scaling_methods.png", "scaling_per_second.png", "single_axis.png", "width_at_depth_resolution.png",
+            "grid_search.png", "equal_flops.md", "equal_flops.csv"} <= names
     for path in written:
         assert path.stat().st_size > 1000 if path.suffix == ".png" else path.stat().st_size > 0
+    assert (tmp_path / "equal_flops.md").read_text().startswith("These are quick-mode runs")
 
 
 @pytest.mark.parametrize("draw", [plots.plot_scaling, plots.plot_single_axis, plots.plot_width_at_dr, plots.plot_grid])
@@ -64,53 +73,60 @@ def test_full_scale_figures_carry_no_quick_label(results):
     matplotlib.pyplot.close(fig)
 
 
-def test_scaling_figure_draws_one_point_per_model(results):
+@pytest.mark.parametrize("against, x", [("macs", "mmacs"), ("seconds", "train_seconds")])
+def test_scaling_figure_draws_one_point_per_model(results, against, x):
     frame = plots.to_frame(results)
-    fig = plots.plot_scaling(frame)
+    fig = plots.plot_scaling(frame, against=against)
     ax = fig.axes[0]
-    mean = frame.groupby(["family", "phi"])[["accuracy", "mmacs"]].mean()
+    mean = frame.groupby(["family", "phi"])[["accuracy", x]].mean()
     for family in plots.FAMILY_ORDER:
         # Each family's line: the baseline, then one point per phi, its seeds averaged.
         lines = [line for line in ax.get_lines()
                  if matplotlib.colors.same_color(line.get_color(), plots.FAMILY_COLORS[family])]
         assert len(lines) == 1, family
-        expected = pd.concat([mean.loc[["baseline"]], mean.loc[[family]]]).sort_values("mmacs")
+        expected = pd.concat([mean.loc[["baseline"]], mean.loc[[family]]]).sort_values(x)
         assert len(expected) == 1 + frame[frame["family"] == family]["phi"].nunique()
-        assert np.allclose(lines[0].get_xdata(), expected["mmacs"]) and np.allclose(lines[0].get_ydata(), expected["accuracy"])
+        assert np.allclose(lines[0].get_xdata(), expected[x]) and np.allclose(lines[0].get_ydata(), expected["accuracy"])
+    assert ("seconds" in ax.get_xlabel()) == (against == "seconds")
     matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="against must be"):
+        plots.plot_scaling(frame, against="joules")
 
 
-def test_equal_flops_table_averages_seeds_and_compares_compound(results):
-    frame = plots.to_frame(results)
-    table = plots.equal_flops_table(frame)
-    assert list(table.index) == [1.0, 2.0]
-    for phi in (1.0, 2.0):
-        rows = frame[(frame["phi"] == phi) & frame["family"].isin(plots.FAMILY_ORDER)]
-        means = rows.groupby("family")["accuracy"].mean()
-        assert table.loc[phi, "compound"].startswith(f"{means['compound']:.2f} ±")
-        best = max(plots.SINGLE_AXES, key=lambda f: means[f])
-        assert table.loc[phi, "compound - best single"] == f"{means['compound'] - means[best]:+.2f} (vs {best})"
+def test_equal_flops_table_is_the_paired_comparison(results):
+    table = plots.equal_flops_table(results / "compare")
+    comparison = R.compare_families(results / "compare")
+    assert len(table) == len(comparison) == 6
+    frame = plots.to_frame(results / "compare")
+    for e in comparison:
+        best = e["single_axis"] == e["best_single_axis"]
+        row = table.loc[(e["phi"], e["single_axis"] + (" (best)" if best else ""))]
+        assert row["compound - axis (points)"] == f"{e['mean_difference']:+.2f}" and row["verdict"] == e["verdict"]
+        assert row["95% CI"] == f"{e['ci_low']:+.2f} to {e['ci_high']:+.2f}" and row["seed pairs"] == 3
+        means = frame[frame["phi"] == e["phi"]].groupby("family")[["accuracy", "train_seconds"]].mean()
+        assert best == (means.loc[list(R.SINGLE_AXES), "accuracy"].idxmax() == e["single_axis"])
+        assert row["axis s/run"] == f"{means.loc[e['single_axis'], 'train_seconds']:.0f}"
+        assert row["compound s/run"] == f"{means.loc['compound', 'train_seconds']:.0f}"
+    assert table.attrs["note"].startswith(R.verdict(results / "compare")) and "after the fact" in table.attrs["note"]
 
 
-def test_equal_flops_table_counts_a_difference_only_beyond_the_seed_spread(results):
-    frame = plots.to_frame(results)
-    frame = frame[frame["phi"].isin([0.0, 1.0])].copy()
-    seed0 = frame["seed"] == frame["seed"].min()
+def test_equal_flops_table_counts_a_difference_only_beyond_the_interval(results):
+    frame = plots.to_frame(results / "compare")
+    frame["quick_mode"] = False
 
-    def verdict(compound: tuple[float, float], single: tuple[float, float]) -> str:
-        # Every single axis at `single` (seed 0, seed 1); compound at `compound`.
-        for family, (first, second) in (("compound", compound), *((f, single) for f in plots.SINGLE_AXES)):
-            rows = frame["family"] == family
-            frame.loc[rows & seed0, "test_accuracy"] = first
-            frame.loc[rows & ~seed0, "test_accuracy"] = second
-        return plots.equal_flops_table(frame).loc[1.0, "beyond the seed spread?"]
+    def verdict(compound, single) -> str:
+        # Every single axis at `single` (per seed); compound at `compound`.
+        for family, values in (("compound", compound), *((f, single) for f in plots.SINGLE_AXES)):
+            for seed, value in enumerate(values):
+                frame.loc[(frame["family"] == family) & (frame["seed"] == seed), "test_accuracy"] = value
+        return plots.equal_flops_table(frame).loc[(1.0, "width (best)"), "verdict"]
 
-    assert verdict((0.60, 0.62), (0.50, 0.59)).startswith("yes: compound ahead")
-    assert verdict((0.40, 0.45), (0.50, 0.59)).startswith("yes: compound behind")
-    # Compound's mean is 9.5 points ahead, but seed 1 of the single axis beats seed 0 of compound.
-    assert verdict((0.55, 0.70), (0.50, 0.56)).startswith("no: a tie")
-    one_seed = frame[seed0]
-    assert plots.equal_flops_table(one_seed).loc[1.0, "beyond the seed spread?"] == "one seed: no spread to judge by"
+    assert verdict((0.60, 0.62, 0.61), (0.50, 0.53, 0.52)) == "ahead"
+    assert verdict((0.40, 0.45, 0.42), (0.50, 0.53, 0.52)) == "behind"
+    # Compound's mean is 5 points ahead, but the paired differences (10, -5, 10) straddle zero.
+    assert verdict((0.60, 0.48, 0.62), (0.50, 0.53, 0.52)) == "tie"
+    one_seed = frame[frame["seed"] == 0]
+    assert plots.equal_flops_table(one_seed).loc[(1.0, "width (best)"), "verdict"] == "not enough seeds"
 
 
 def test_plots_command_line(results, tmp_path, capsys):
@@ -120,12 +136,12 @@ def test_plots_command_line(results, tmp_path, capsys):
 
 
 def test_bad_results_are_clear_errors(results, tmp_path, capsys):
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(ValueError, match="empty"):
         plots.to_frame(empty)
     with pytest.raises(FileNotFoundError, match="no results"):
-        plots.to_frame(tmp_path / "missing.jsonl")
+        plots.to_frame(tmp_path / "missing")
     with pytest.raises(TypeError, match="results must be"):
         plots.to_frame(42)
     with pytest.raises(ValueError, match="not sweep results"):
@@ -139,8 +155,12 @@ def test_bad_results_are_clear_errors(results, tmp_path, capsys):
     mixed.loc[mixed.index[0], "precision"] = "bf16 autocast"  # a model's runs in two precisions
     with pytest.raises(ValueError, match=r"mix precisions \(bf16 autocast, fp32\)"):
         plots.to_frame(mixed)
+    damaged = tmp_path / "damaged" / "run" / "record.json"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text("{")
     for argv, words in [(["plots", str(empty), "--out", str(tmp_path)], "empty"),
-                        (["plots", str(tmp_path / "missing"), "--out", str(tmp_path)], "no results file")]:
+                        (["plots", str(tmp_path / "missing"), "--out", str(tmp_path)], "no results file"),
+                        (["plots", str(damaged.parents[1]), "--out", str(tmp_path)], "is damaged")]:
         with pytest.raises(SystemExit) as exit_info:
             cli(argv)
         assert exit_info.value.code == 2
@@ -183,3 +203,17 @@ def test_accuracy_against_time_draws_the_curve_and_the_target():
     assert len(ax.lines) == 3  # the curve, the 90% line and the 5-minute line
     with pytest.raises(ValueError, match="no epoch finished"):
         plots.plot_time_to_accuracy([])
+
+
+def test_time_to_accuracy_report_draws_what_results_reads(tmp_path):
+    curve = [{"epoch": 1, "seconds": 60.0, "test_accuracy": 0.8}, {"epoch": 2, "seconds": 120.0, "test_accuracy": 0.91}]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "record.json").write_text(json.dumps({"accuracy_curve": curve}))
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "tiny_smoke_test": False, "target_accuracy": 0.9, "seconds_to_target": 120.0, "final_test_accuracy": 0.91,
+        "test_set": "full test set (10000 images)", "train_seconds": 120.0, "epochs": 2, "device": "NVIDIA H200",
+        "data_source": "cifar10-jpeg.tar.gz", "date": "2026-12-01T00:00:00"}))
+    fig, text = plots.time_to_accuracy_report(tmp_path)
+    assert list(fig.axes[0].lines[0].get_ydata()) == [80.0, 91.0] and text.startswith("90% after 120 s; final 91.00%")
+    assert "NVIDIA H200" in fig.axes[0].get_title()
+    assert plots.time_to_accuracy_report(tmp_path / "none") == (None, f"no time-to-accuracy results in {tmp_path / 'none'} yet")

@@ -243,6 +243,10 @@ def test_a_finished_run_is_not_trained_again(cifar10, tmp_path, monkeypatch):
     assert train(tiny_model(), config, data=cifar10, run_dir=tmp_path, progress=False) == first
     with pytest.raises(ValueError, match=r"other settings \(epochs 1 -> 2"):
         train(tiny_model(), TrainConfig(**{**TINY, "epochs": 2}), data=cifar10, run_dir=tmp_path, progress=False)
+    # The record alone is the result: a results folder ships without checkpoints.
+    (tmp_path / "checkpoint.pt").unlink()
+    assert run_folder_state(tmp_path) == "finished"
+    assert train(tiny_model(), config, data=cifar10, run_dir=tmp_path, progress=False) == first
     with pytest.raises(ValueError, match="different model"):
         train(build_model("b0", width=0.5, depth=0.25), config, data=cifar10, run_dir=tmp_path, progress=False)
 

@@ -97,12 +97,13 @@ def test_linear_probe_rejects_bad_arguments():
 
 def test_recipes():
     full = T.finetune_config(quick=False)
-    assert isinstance(full, TrainConfig) and full.resolution == 224 and full.lr == T.FINETUNE["lr"]
+    recipe = recipes.RECIPES["fine-tuning"]
+    assert isinstance(full, TrainConfig) and full.resolution == 224 and full.lr == recipe.full["lr"]
     half = T.finetune_config(quick=False, batch_size=128)
-    assert half.lr == pytest.approx(T.FINETUNE["lr"] / 2)  # the same learning rate per image
+    assert half.lr == pytest.approx(recipe.full["lr"] / 2)  # the same learning rate per image
     assert T.finetune_config(quick=False, lr=0.5).lr == 0.5
     quick, scratch = T.finetune_config(quick=True), T.scratch_config(quick=True)
-    assert quick.quick and quick.subset_per_class == T.QUICK_TRANSFER["subset_per_class"]
+    assert quick.quick and quick.subset_per_class == recipe.quick["subset_per_class"]
     for field in ("epochs", "batch_size", "resolution", "subset_per_class", "test_per_class"):
         assert getattr(quick, field) == getattr(scratch, field), field  # the same run, other weights
     assert scratch.lr > quick.lr and scratch.weight_decay > quick.weight_decay
@@ -150,3 +151,29 @@ def test_gpu_script_runs_quick_on_the_cpu_and_resumes(tmp_path, monkeypatch, cap
 def test_gpu_script_rejects_unknown_phases():
     with pytest.raises(SystemExit):
         _script().parse_args(["--phases", "probe,pretrain"])
+
+
+def test_shipped_report_draws_the_three_methods_and_the_probes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def record(accuracy, resolution=64, **fields):
+        return {"test_accuracy": accuracy, "resolution": resolution, "train_seconds": 30.0, "device": "cpu",
+                "accuracy_curve": [{"seconds": 15.0, "test_accuracy": accuracy / 2}, {"seconds": 30.0, "test_accuracy": accuracy}],
+                **fields}
+
+    finetune = record(0.9, test_set="full test set", epochs=2, train_images=1000, date="2026-12-01T00:00:00",
+                      command=["python", "benchmarks/finetune_lite0.py"], quick_mode=True)
+    (tmp_path / "finetune.json").write_text(json.dumps(finetune))
+    (tmp_path / "scratch.json").write_text(json.dumps(record(0.4)))
+    (tmp_path / "probe.json").write_text(json.dumps({"runs": [record(0.6, 32), record(0.7, 64)]}))
+    fig, summary = T.shipped_report(tmp_path)
+    left, right = fig.axes[0], fig.axes[1]
+    labels = [line.get_label() for line in left.lines]
+    assert labels[:3] == ["linear probe (70.0%)", "full fine-tuning (90.0%)", "from scratch (40.0%)"]
+    assert list(right.lines[0].get_xdata()) == [32, 64]  # the probes against input size
+    assert summary.startswith("fine-tuned Lite0: 90.00% on full test set (2 epochs, 30 s, 2026-12-01")
+    assert summary.endswith("[quick mode: not a result]")
+    plt.close(fig)

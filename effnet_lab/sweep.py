@@ -1,0 +1,267 @@
+"""Run a plan of training runs: skip what is finished, resume what was interrupted (lesson 05).
+
+Run folders are the results store. Each run of ``experiments.plan(...)`` trains in its own
+folder, ``OUT/<table>/<run id>/``: ``checkpoint.pt`` while it trains, ``record.json`` once
+it has finished. The record is ``effnet_lab.train``'s, with a ``run`` section that says what
+the run was (experiment, family, phi, seed, shape, cost); ``effnet_lab.results`` reads the
+records of a folder back as one table. So:
+
+- rerunning the same command skips finished runs and resumes a started one from its last
+  checkpoint; an interruption at any moment loses at most one epoch of one run;
+- ``--shard i/n`` takes every n-th run of the plan, starting at the i-th: shards never share
+  a run, so several processes (or machines) can train into the same folder at once;
+- ``--max-minutes M`` starts no run that the cost model (``effnet_lab.timing``) says would
+  end after M minutes; the rest waits for the next call.
+
+    python -m effnet_lab sweep compare --quick                       # minutes on a CPU
+    python -m effnet_lab sweep compare convergence --out results/scaling-gpu
+    python -m effnet_lab sweep compare --shard 2/4 --out results/scaling-gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import experiments, settings
+from .checks import check_int, check_number
+from .experiments import NATIVE_RESOLUTION, Run
+from .files import write_json
+from .timing import cost_model, estimate_seconds
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (1-based: 1/4, 2/4, 3/4, 4/4)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        check_int("shard count", self.count, minimum=1)
+        check_int("shard index", self.index, minimum=1)
+        if self.index > self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: the index must be between 1 and {self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """'2/4' -> Shard(2, 4); anything else is a clear error."""
+        parts = str(text).strip().split("/")
+        if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+            raise ValueError(f"shard must look like i/n with whole numbers 1 <= i <= n (such as 2/4), got {text!r}")
+        index, count = int(parts[0]), int(parts[1])
+        if count < 1 or not 1 <= index <= count:
+            raise ValueError(f"shard {text!r}: need 1 <= i <= n (shards are numbered 1/{max(count, 1)} "
+                             f"to {max(count, 1)}/{max(count, 1)})")
+        return cls(index, count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shard_runs(runs: Sequence[Run], shard: Shard | None) -> list[Run]:
+    """Every ``shard.count``-th run, starting at run ``shard.index`` (all of them without a shard)."""
+    runs = list(runs)
+    return runs if shard is None else runs[shard.index - 1::shard.count]
+
+
+def default_out() -> Path:
+    return settings.results_dir() / "sweeps"
+
+
+def run_folder(run: Run, out: str | os.PathLike | None = None) -> Path:
+    """Where ``run`` trains and keeps its record: ``OUT/<table>/<run id>``."""
+    out = Path(out).expanduser() if out is not None else default_out()
+    return out / run.table / run.run_id
+
+
+def status(runs: Sequence[Run], out: str | os.PathLike | None = None) -> list[bool]:
+    """For each run, whether it has finished (its folder holds its record)."""
+    from .train import RECORD_FILE
+
+    return [(run_folder(run, out) / RECORD_FILE).exists() for run in runs]
+
+
+def run_section(run: Run) -> dict:
+    """What the sweep knows about a run, for its record: what it is, its shape and its cost."""
+    s, base = run.spec, run.baseline
+    return {
+        "experiment": run.experiment, "table": run.table, "run_id": run.run_id,
+        "code_version": experiments.CODE_VERSION, "recipe": run.recipe,
+        "family": s.family, "label": s.label, "phi": s.phi, "seed": run.seed,
+        "width": s.width, "depth": s.depth, "resolution": s.resolution,
+        "width_factor": s.width / base.width, "depth_factor": s.depth / base.depth,
+        "resolution_factor": s.resolution / base.resolution,
+        "alpha": s.alpha, "beta": s.beta, "gamma": s.gamma,
+        "upsampled": s.resolution > NATIVE_RESOLUTION,
+        "target_macs_factor": s.target, "macs_factor": run.macs / base.macs, "baseline_macs": base.macs,
+        "baseline": dataclasses.asdict(base),
+    }
+
+
+def model_spec(run: Run) -> dict:
+    """How the model was built, for the record (what defines the network, nothing else)."""
+    base = run.baseline
+    return {"variant": None, "width": run.spec.width, "depth": run.spec.depth, "stem": "cifar",
+            "dropout": base.dropout, "drop_path_rate": base.drop_path_rate,
+            "zero_init_last_bn": base.zero_init_last_bn}
+
+
+@dataclass
+class SweepReport:
+    """What a call of ``run_sweep`` did."""
+
+    trained: list[str] = dataclasses.field(default_factory=list)  # run ids finished now
+    skipped: list[str] = dataclasses.field(default_factory=list)  # finished before
+    left: list[str] = dataclasses.field(default_factory=list)  # not started: the time budget ran out
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.left
+
+    def __str__(self) -> str:
+        return (f"{len(self.trained)} trained, {len(self.skipped)} already done, "
+                f"{len(self.left)} left for the next call ({self.seconds:.0f} s)")
+
+
+def run_sweep(
+    runs: Sequence[Run],
+    out: str | os.PathLike | None = None,
+    *,
+    shard: Shard | None = None,
+    train_fn: Callable | None = None,
+    data=None,
+    max_minutes: float | None = None,
+    progress: bool = True,
+    command: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> SweepReport:
+    """Train every run of this shard that has not finished yet; return what was done.
+
+    ``out``: the results folder (default ``<results folder>/sweeps``). ``train_fn``: the
+    trainer, with the signature of ``effnet_lab.train.train`` (tests pass a fake one).
+    ``data``: a loaded ``CifarData`` (default: loaded once, when the first run starts).
+    ``max_minutes``: start no run that the cost model says would end after this budget
+    (measured speeds correct it as runs finish).
+    """
+    start = time.perf_counter()
+    runs = list(runs)
+    if not runs:
+        raise ValueError("the sweep has no runs")
+    if max_minutes is not None:
+        max_minutes = check_number("max_minutes", max_minutes, exclusive_minimum=0.0)
+    from .train import RECORD_FILE, NonFiniteLossError, run_folder_state, train
+
+    load_data = data is None and train_fn is None  # the real trainer: load the images once, here
+    train_fn = train_fn or train
+    report = SweepReport()
+    mine = shard_runs(runs, shard)
+    model = cost_model(runs[0].train.get("device"))
+    correction, timed = 1.0, 0  # measured / predicted seconds of the whole runs trained so far
+    for number, run in enumerate(mine, 1):
+        folder = run_folder(run, out)
+        state = run_folder_state(folder)
+        if state == "finished":
+            report.skipped.append(run.run_id)
+            continue
+        predicted = model.run_seconds(run) * correction
+        if max_minutes is not None and time.perf_counter() - start + predicted > max_minutes * 60:
+            report.left.append(run.run_id)
+            continue
+        if load_data and data is None:
+            from .data import load_cifar
+
+            data = load_cifar(run.train.get("dataset", "cifar10"), run.train.get("data"), progress=progress)
+        log(f"[{number}/{len(mine)}] {run.describe()} (id {run.run_id}, ~{predicted:.0f} s)")
+        run_start = time.perf_counter()
+        try:
+            network = run.build_model()
+            record = train_fn(network, run.train_config(), data=data, run_dir=folder, progress=progress,
+                              model_spec=model_spec(run), command=command, run_info=run_section(run))
+        except NonFiniteLossError as error:  # a diverged run is a result too: recorded, not retried
+            log(f"    failed: {error}")
+            record = {"status": "failed", "error": str(error), "test_accuracy": None,
+                      "config": run.train_config().to_dict(), "command": command, "run": run_section(run)}
+            write_json(folder / RECORD_FILE, record)
+        seconds = time.perf_counter() - run_start
+        report.trained.append(run.run_id)
+        if state == "new":  # a resumed run's time is not a whole run's
+            timed += 1
+            ratio = seconds / max(predicted / correction, 1e-9)
+            correction += (ratio - correction) / timed
+        accuracy = record.get("test_accuracy")
+        log(f"    test accuracy {accuracy:.2%} in {seconds:.0f} s" if isinstance(accuracy, float)
+            else f"    done in {seconds:.0f} s")
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``sweep`` with ``python -m effnet_lab``'s subcommands."""
+    parser = subparsers.add_parser(
+        "sweep", help="run scaling experiments (resumable, shardable)",
+        description="Train every run of the named experiments that has not finished yet, each in its own run "
+                    "folder under --out. Rerun the same command to continue after an interruption.",
+    )
+    parser.add_argument("experiments", nargs="+", metavar="EXPERIMENT",
+                        help="one or more of: " + ", ".join(f"{e.name} ({e.description})"
+                                                            for e in experiments.EXPERIMENTS.values()))
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help=f"quick mode: a small baseline, a few thousand images (also {settings.QUICK_ENV}=1)")
+    parser.add_argument("--phis", nargs="+", type=float, help="the phis to scale to (default: the experiment's own)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1 2; quick mode and grids: 0)")
+    parser.add_argument("--epochs", type=int, help="training epochs of every run")
+    parser.add_argument("--batch-size", type=int, help="training batch size of every run")
+    parser.add_argument("--shard", default="1/1", help="train shard i of n (every n-th run from the i-th), e.g. 2/4")
+    parser.add_argument("--out", help="results folder (default: <results folder>/sweeps)")
+    parser.add_argument("--data", help=f"folder or .tar.gz with the images (default: ${settings.DATA_ENV} or found)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU when there is one)")
+    parser.add_argument("--max-minutes", type=float,
+                        help="start no run that would end after this many minutes (the rest waits for the next call)")
+    parser.add_argument("--list", action="store_true", help="print the runs, their cost and status; train nothing")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.set_defaults(run=main)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    shard = Shard.parse(args.shard)
+    overrides = {name: getattr(args, name) for name in ("batch_size", "data", "device")
+                 if getattr(args, name, None) is not None}
+    runs = experiments.plan(args.experiments, quick=args.quick, phis=args.phis, seeds=args.seeds,
+                            epochs=args.epochs, **overrides)
+    out = Path(args.out).expanduser() if args.out else default_out()
+    scale = experiments.scale(args.quick)
+    if scale.name == "quick" and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        # Quick mode's networks are tiny: extra CPU threads only wait for each other (on a busy
+        # 2-core machine the quick comparison took 398 s with two threads, 39 s with one).
+        torch.set_num_threads(1)
+    mine = shard_runs(runs, shard)
+    finished = status(mine, out)
+    model = cost_model(overrides.get("device"))
+    todo = [run for run, done in zip(mine, finished) if not done]
+    print(f"{len(runs)} runs in {', '.join(args.experiments)} ({scale.name} scale); shard {shard}: "
+          f"{len(mine)} runs, {len(mine) - len(todo)} done, {len(todo)} to do, about "
+          f"{estimate_seconds(todo, model) / 60:.1f} min on {model.name}. Results: {out}")
+    if args.list:
+        for run, done in zip(mine, finished):
+            print(f"  {'done' if done else 'todo'}  {run.run_id}  {run.experiment:<11} "
+                  f"{run.describe()}  ~{model.run_seconds(run):.0f} s")
+        return 0
+    report = run_sweep(runs, out, shard=shard, max_minutes=args.max_minutes, progress=args.progress,
+                       command=getattr(args, "command_line", None))
+    print(f"shard {shard}: {report}")
+    if report.left:
+        print("time budget reached: run the same command again to continue")
+    return 0
