@@ -1,33 +1,32 @@
 """Regenerate every shipped GPU result on your own GPU: ``python -m effnet_lab reproduce``.
 
-The results under ``results/`` that need a GPU come from seven jobs, run in this order (each
-writes into its folder under ``--out``, the checkout's ``results/`` by default):
+The results under ``results/`` that need a GPU come from seven jobs, run in the order of
+``JOBS``, each into its folder under ``--out`` (the checkout's ``results/`` by default):
 
     python -m effnet_lab reproduce --list              # every job: done, partly done or to do
     python -m effnet_lab reproduce                     # everything not done yet
     python -m effnet_lab reproduce scaling grid --minutes 30
     python -m effnet_lab reproduce --quick             # every job, small, on a CPU (into runs/)
 
-A job is done when the files it writes exist (a sweep: when every run of its plan has its
-``record.json``), so a rerun skips it; a job that was interrupted resumes, because the
-scripts and sweeps resume from their own plans and checkpoints. ``--minutes N`` is a time
-budget: a job that keeps a budget itself (the sweeps, the search, the fine-tuning) gets the
-minutes left; a job that runs in one piece is not started when its estimate does not fit,
-and reproduce says so and stops there. A command still running a minute after the budget
-is interrupted (SIGINT: training keeps its last checkpoint).
+A job is done when the files it writes exist (a sweep: every run of its plan has its
+``record.json``), so a rerun skips it; an interrupted job resumes from its own plans and
+checkpoints. ``--minutes N`` is a time budget: the jobs that keep a budget themselves (the
+sweeps, the search, the fine-tuning) get the minutes left; a job that runs in one piece is
+not started when its estimate does not fit, and reproduce says so and stops there. A
+command still running a minute past the budget is interrupted (SIGINT: training keeps its
+last checkpoint). On Colab, put ``--out`` in Google Drive so that a disconnect costs at
+most the epoch in progress.
 
 Estimates are minutes on one large GPU: measured on an NVIDIA H200 where a results folder's
-README says so, the sweep cost model's conservative H100 figures for sweeps
-(``experiments.cost_model``), otherwise an estimate, said as such beside the number.
-
-On Colab, put ``--out`` in Google Drive (``--out /content/drive/MyDrive/effnet-lab-results``)
-so that a disconnect loses at most the epoch in progress.
+README says so, the sweeps' from their cost model (``timing.cost_model``), otherwise an
+estimate, said as such beside the number.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -73,12 +72,17 @@ class Job:
     name: str
     measures: str
     folder: str  # under --out
-    steps: Callable[[Options], list[Step]]
+    steps: Callable[[Options], list[Step]]  # its commands, in order, as the files under o.out stand now
 
-    def state(self, steps: list[Step]) -> str:
-        if all(step.done() for step in steps):
-            return "done"
-        return "partly done" if any(step.done() or step.started() for step in steps) else "to do"
+    def done(self, o: Options) -> bool:
+        return all(step.done() for step in self.steps(o))
+
+
+def state(steps: list[Step]) -> str:
+    """A job's state, from its steps: "done", "partly done" or "to do"."""
+    if all(step.done() for step in steps):
+        return "done"
+    return "partly done" if any(step.done() or step.started() for step in steps) else "to do"
 
 
 # --- how each job's commands are made ---------------------------------------------------------
@@ -92,9 +96,8 @@ def files(*paths: Path) -> Callable[[], bool]:
     return lambda: all(path.exists() for path in paths)
 
 
-def one_piece(o: Options, argv: list[str], writes: list[Path], minutes: float, **extra) -> Step:
-    """A script that is done when every file in ``writes`` exists."""
-    done = files(*writes)
+def command(o: Options, argv: list[str], done: Callable[[], bool], minutes: float, **extra) -> Step:
+    """A script or command with quick mode's ``--quick``; nothing left of ``minutes`` once done."""
     left = 0.0 if done() else QUICK_SCRIPT_MINUTES if o.quick else minutes
     return Step(argv + (["--quick"] if o.quick else []), done, left, **extra)
 
@@ -103,13 +106,14 @@ def sweep(o: Options, experiments: list[str], folder: Path) -> Step:
     """``python -m effnet_lab sweep``: done when every run of the plan has its record."""
     from . import experiments as plans
     from . import sweep as runner
+    from . import timing
 
     runs = plans.plan(experiments, quick=o.quick)
     finished = lambda: runner.status(runs, folder)  # noqa: E731
     todo = [run for run, done in zip(runs, finished()) if not done]
-    # The cost model's H100 figures are conservative: an H200 trained the baseline in 16 s
-    # where they predict 24 s (results/cost_model/README.md).
-    minutes = plans.estimate_seconds(todo, plans.cost_model("cpu" if o.quick else "cuda")) / 60
+    # The cost model's H100 figures are conservative: an H200 trained the comparison's
+    # baseline in 16 s where they predict 24 s (results/cost_model/README.md).
+    minutes = timing.estimate_seconds(todo, timing.cost_model("cpu" if o.quick else "cuda")) / 60
     argv = [sys.executable, "-m", "effnet_lab", "sweep", *experiments, "--out", str(folder)]
     argv += (["--quick"] if o.quick else []) + ([] if o.progress else ["--no-progress"])
     return Step(argv, lambda: all(finished()), minutes, started=lambda: any(finished()),
@@ -118,8 +122,8 @@ def sweep(o: Options, experiments: list[str], folder: Path) -> Step:
 
 def pilot(o: Options) -> list[Step]:
     folder = o.out / "pilot"
-    return [one_piece(o, script(o, "step_speed.py", "--out", folder / "step-speed.json"),
-                      [folder / "step-speed.json"], 1.0),  # estimate
+    speed = folder / "step-speed.json"
+    return [command(o, script(o, "step_speed.py", "--out", speed), files(speed), 1.0),  # an estimate
             sweep(o, ["pilot"], folder)]
 
 
@@ -128,14 +132,14 @@ def throughput(o: Options) -> list[Step]:
     eager, loading = folder / "throughput-eager.json", folder / "data-pipeline.json"
     # Minutes measured on an NVIDIA H200 (results/gpu-throughput/README.md), the compiled ones
     # mostly compiling; quick mode leaves those out, as torch.compile alone takes minutes on a CPU.
-    steps = [one_piece(o, script(o, "throughput.py", "--config", "both", "--out", eager), [eager], 1.0),
+    steps = [command(o, script(o, "throughput.py", "--config", "both", "--out", eager), files(eager), 1.0),
              # The GPU's question: the full CIFAR epoch of the time-to-accuracy recipe (B0, 32 px, batch 512).
-             one_piece(o, script(o, "data_pipeline.py", "--width", "1", "--depth", "1", "--resolution", "32",
-                                 "--batch-size", "512", "--per-class", "5000", "--out", loading), [loading], 1.0)]
+             command(o, script(o, "data_pipeline.py", "--width", "1", "--depth", "1", "--resolution", "32",
+                               "--batch-size", "512", "--per-class", "5000", "--out", loading), files(loading), 1.0)]
     for config, minutes in ([] if o.quick else [("cifar", 3.3), ("imagenet", 3.4)]):
         compiled = folder / f"throughput-compile-{config}.json"
-        steps.append(one_piece(o, script(o, "throughput.py", "--config", config, "--compile", "--out", compiled),
-                               [compiled], minutes))
+        steps.append(command(o, script(o, "throughput.py", "--config", config, "--compile", "--out", compiled),
+                             files(compiled), minutes))
     return steps
 
 
@@ -148,8 +152,7 @@ def time_to_accuracy(o: Options) -> list[Step]:
     argv = script(o, "time_to_accuracy.py", "--out", folder) + ([] if o.progress else ["--no-progress"])
     # Measured on an NVIDIA H200 (results/time-to-accuracy/README.md): the probe 0.4 minutes, then
     # the 5 minutes of training it plans, the test passes and the start-up.
-    return [one_piece(o, argv, [folder / "summary.json"], 7.0,
-                      started=files(folder / "plan.json"))]
+    return [command(o, argv, files(folder / "summary.json"), 7.0, started=files(folder / "plan.json"))]
 
 
 def grid(o: Options) -> list[Step]:
@@ -165,21 +168,20 @@ def nas(o: Options) -> list[Step]:
         return all(log.exists() and len(log.read_text().splitlines()) >= children for log in logs)
 
     argv = [sys.executable, "-m", "effnet_lab", "nas", "--policy", "both", "--evaluator", "train", "--seed", "0",
-            "--steps", str(children), "--out", str(folder)] + (["--quick"] if o.quick else [])
+            "--steps", str(children), "--out", str(folder)]
     # An estimate: 120 children of 200 steps at batch 256, launch-bound at about 35 ms a step on
     # an H200 (results/gpu-throughput/README.md), about 10 s each with the test pass.
-    minutes = 0.0 if done() else QUICK_SCRIPT_MINUTES if o.quick else 20.0
-    return [Step(argv, done, minutes, started=files(logs[0]),
-                 budget=lambda left: ["--time-limit", f"{60 * left:.0f}"])]
+    return [command(o, argv, done, 20.0, started=files(logs[0]),
+                    budget=lambda left: ["--time-limit", f"{60 * left:.0f}"])]
 
 
 def finetune(o: Options) -> list[Step]:
     folder = o.out / "transfer_lite0"
     argv = script(o, "finetune_lite0.py", "--out", folder) + ([] if o.progress else ["--no-progress"])
     # An estimate: the script plans its epochs to fit its budget (FINETUNE_BUDGET).
-    return [one_piece(o, argv, [folder / f"{phase}.json" for phase in ("probe", "finetune", "scratch")],
-                      FINETUNE_BUDGET, started=files(folder / "plan.json"),
-                      budget=lambda left: ["--budget-minutes", f"{min(left, FINETUNE_BUDGET):.2f}"])]
+    records = [folder / f"{phase}.json" for phase in ("probe", "finetune", "scratch")]
+    return [command(o, argv, files(*records), FINETUNE_BUDGET, started=files(folder / "plan.json"),
+                    budget=lambda left: ["--budget-minutes", f"{min(left, FINETUNE_BUDGET):.2f}"])]
 
 
 JOBS = [
@@ -219,7 +221,7 @@ def show_list(jobs: list[Job], o: Options) -> None:
         steps = job.steps(o)
         left = sum(step.minutes for step in steps)
         total += left
-        print(f"{job.name:<17} {job.state(steps):<12} {left:>5.0f} min  {job.measures} ({job.folder}/)")
+        print(f"{job.name:<17} {state(steps):<12} {left:>5.0f} min  {job.measures} ({job.folder}/)")
     print(f"total left: about {total:.0f} minutes on {where}")
 
 
@@ -247,39 +249,45 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def run_job(job: Job, o: Options, env: dict, deadline: float | None) -> str:
+    """Run the job's unfinished commands in order: "done", "stopped" (the budget) or "failed"."""
+    for step in job.steps(o):
+        if step.done():
+            continue
+        argv = step.argv
+        if deadline is not None:
+            left = (deadline - time.monotonic()) / 60
+            if step.budget is None and step.minutes > left:
+                print(f"[{job.name}] not started: it runs in one piece, about {step.minutes:.0f} min, and "
+                      f"{max(left, 0):.1f} min of the budget are left; rerun with more minutes", flush=True)
+                return "stopped"
+            if step.budget is not None and left < 1:
+                print(f"[{job.name}] not started: less than a minute of the budget is left", flush=True)
+                return "stopped"
+            argv = argv + (step.budget(left - 0.5) if step.budget else [])  # half a minute to write
+        print(f"[{job.name}] {shlex.join(argv)}", flush=True)
+        code = run_command(argv, o, env, deadline)
+        if code == 0 and step.done():
+            continue
+        if code is None or code == 0 or (deadline is not None and time.monotonic() > deadline):
+            print(f"[{job.name}] stopped at the time budget: rerun the same command to continue", flush=True)
+            return "stopped"
+        print(f"[{job.name}] failed with exit code {code}: see its output above", flush=True)
+        return "failed"
+    print(f"[{job.name}] done: {o.out / job.folder}", flush=True)
+    return "done"
+
+
 def run_jobs(jobs: list[Job], o: Options, minutes: float | None, env: dict) -> int:
+    """The jobs in order until the budget ends (a failed job does not stop the others): 0, or 1 if one failed."""
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
     failed = []
     for job in jobs:
-        for step in job.steps(o):
-            if step.done():
-                continue
-            left = None if deadline is None else (deadline - time.monotonic()) / 60
-            argv = step.argv
-            if left is not None and step.budget is None and step.minutes > left:
-                print(f"[{job.name}] not started: it runs in one piece, about {step.minutes:.0f} min, and "
-                      f"{max(left, 0):.1f} of the {minutes:g} min are left; rerun with more minutes", flush=True)
-                return 1 if failed else 0
-            if left is not None and step.budget is not None:
-                if left < 1:
-                    print(f"[{job.name}] not started: less than a minute of the budget is left", flush=True)
-                    return 1 if failed else 0
-                argv = argv + step.budget(left - 0.5)  # half a minute to finish and write
-            print(f"[{job.name}] {' '.join(argv)}", flush=True)
-            code = run_command(argv, o, env, deadline)
-            if code is None or (code != 0 and deadline is not None and time.monotonic() > deadline):
-                print(f"[{job.name}] stopped at the time budget: rerun the same command to continue", flush=True)
-                return 1 if failed else 0
-            if code != 0:
-                print(f"[{job.name}] failed with exit code {code}: see its output above; the other jobs go on",
-                      flush=True)
-                failed.append(job.name)
-                break
-            if not step.done():  # a budgeted command stopped at the budget
-                print(f"[{job.name}] stopped at the time budget: rerun the same command to continue", flush=True)
-                return 1 if failed else 0
-        else:
-            print(f"[{job.name}] done: {o.out / job.folder}", flush=True)
+        outcome = run_job(job, o, env, deadline)
+        if outcome == "stopped":  # the jobs after it wait for the next run
+            break
+        if outcome == "failed":
+            failed.append(job.name)
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
@@ -288,7 +296,9 @@ def run_jobs(jobs: list[Job], o: Options, minutes: float | None, env: dict) -> i
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "reproduce", help="regenerate the shipped GPU results on your own GPU (resumable, with a time budget)",
-        description=__doc__.split("\n\n")[0] + " Jobs: " + "; ".join(f"{j.name} ({j.measures})" for j in JOBS) + ".")
+        description="Run the jobs that regenerate the GPU results under results/, in order: skip what is done, "
+                    f"resume what was interrupted, stop within --minutes. Jobs: {', '.join(BY_NAME)} "
+                    "(--list says what each measures and what is left).")
     parser.add_argument("jobs", nargs="*", metavar="JOB", help="the jobs to run, in the list's order (default: all)")
     parser.add_argument("--out", help="the results folder (default: the checkout's results/; "
                                       "with --quick, reproduce-quick/ in the runs folder)")
