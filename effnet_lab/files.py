@@ -48,3 +48,32 @@ def save_torch(path: str | os.PathLike, value) -> Path:
     import torch
 
     return atomic_write(path, lambda f: torch.save(value, f))
+
+
+# A log that grows one record at a time is appended to, not rewritten: each record is one
+# JSON line, on disk before the call returns. A crash can only cut the last line short, and
+# the reader drops (or, with ``repair``, removes) such a line.
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append ``record`` to ``path`` as one JSON line, flushed to disk before returning."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | os.PathLike, repair: bool = False) -> list[dict]:
+    """The records of a JSON-lines file ([] when there is none). A last line cut short by a
+    crash is ignored (and, with ``repair``, removed from the file so that the next append
+    starts clean)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    complete, _, partial = text.rpartition("\n")
+    if partial and repair:
+        with open(path, "r+") as f:
+            f.truncate(len(complete) + 1 if complete else 0)
+    lines = complete.split("\n") if complete else []
+    return [json.loads(line) for line in lines if line.strip()]

@@ -19,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from .stats import t_quantile
+
 # --- the criteria, stated before any run -------------------------------------------------------
 # Seed-to-seed standard deviation of test accuracy (points) pooled over configurations:
 # the 10,000-image test set alone scatters about 0.3 points at 88% accuracy, so a stable
@@ -173,39 +175,6 @@ def _points(row: dict) -> float | None:
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.fmean(values) if values else None
-
-
-# --- Student's t, without scipy -----------------------------------------------------------------
-
-
-def _t_two_sided(t: float, df: int) -> float:
-    """P(|T| < t) for Student's t with an integer ``df`` (Abramowitz & Stegun 26.7.3 and 26.7.4)."""
-    theta = math.atan(t / math.sqrt(df))
-    c2, term, total = math.cos(theta) ** 2, 1.0, 1.0
-    if df % 2:  # odd: 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
-        for k in range(1, (df - 1) // 2):
-            term *= c2 * (2 * k) / (2 * k + 1)
-            total += term
-        return 2 / math.pi * (theta + (math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0))
-    for k in range(1, df // 2):  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
-        term *= c2 * (2 * k - 1) / (2 * k)
-        total += term
-    return math.sin(theta) * total
-
-
-def t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (exact, by bisection)."""
-    if not 0 < p < 1 or int(df) != df or df < 1:
-        raise ValueError(f"t_quantile needs 0 < p < 1 and a whole df >= 1, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    low, high = 0.0, 1.0
-    while _t_two_sided(high, int(df)) < 2 * p - 1:
-        high *= 2
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (middle, high) if _t_two_sided(middle, int(df)) < 2 * p - 1 else (low, middle)
-    return (low + high) / 2
 
 
 # --- the comparison -----------------------------------------------------------------------------
@@ -375,8 +344,8 @@ def verdict(results) -> str:
 
 def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "compare"):
     """The shipped results folder of ``experiment`` a lesson should plot, and its label: the
-    full-scale GPU runs (``scaling-gpu/``) when there are any, named by their GPU and, while a
-    ``status.json`` counts runs left, by how many are in; else the CPU quick-mode runs
+    full-scale GPU runs (``scaling-gpu/``) when there are any, named by their GPU and, until the
+    plan is complete, by how many of its runs are in; else the CPU quick-mode runs
     (``scaling-quick/``); else ``None`` and why."""
     if shipped_root is None:
         return None, "no shipped results here: they are in the project's results/ folder (clone it to plot them)"
@@ -386,11 +355,10 @@ def shipped_scaling(shipped_root: str | os.PathLike | None, experiment: str = "c
         devices = ", ".join(sorted(set(frame["device"].dropna())))
         precision = ", ".join(sorted(set(frame["precision"].dropna()))) if "precision" in frame else ""
         label = f"shipped: full scale on {devices}" + (f", {precision}" if precision else "")
-        status = gpu / "status.json"
-        progress = json.loads(status.read_text()) if status.exists() else {"left": 0}
-        if progress["left"]:
-            label += f" ({progress['runs'] - progress['left']} of {progress['runs']} runs so far)"
-        return gpu, label
+        from .experiments import plan
+
+        planned = len(plan(experiment, quick=False))
+        return gpu, label + (f" ({len(frame)} of {planned} runs so far)" if len(frame) < planned else "")
     quick = Path(shipped_root) / "scaling-quick" / experiment
     if quick.is_dir():
         return quick, "shipped: CPU quick mode (the full-scale GPU results are not in results/scaling-gpu/ yet)"

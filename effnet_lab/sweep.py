@@ -141,22 +141,31 @@ def run_sweep(
     progress: bool = True,
     command: list[str] | None = None,
     log: Callable[[str], None] = print,
+    packed: bool = False,
+    workers: int = 1,
 ) -> SweepReport:
     """Train every run of this shard that has not finished yet; return what was done.
 
     ``out``: the results folder (default ``<results folder>/sweeps``). ``train_fn``: the
-    trainer, with the signature of ``effnet_lab.train.train`` (tests pass a fake one).
+    trainer of single runs, with the signature of ``effnet_lab.train.train`` (tests pass a fake one).
     ``data``: a loaded ``CifarData`` (default: loaded once, when the first run starts).
     ``max_minutes``: start no run that the cost model says would end after this budget
-    (measured speeds correct it as runs finish).
+    (measured speeds correct it as runs finish). ``packed``: train the runs that differ only by
+    their seed together, as one grouped network (``effnet_lab.packed_train``); the budget counts
+    a group as the sum of its runs for now. ``workers``: train in this many processes side by
+    side, each taking every ``workers``-th run of this shard (``run_in_processes``).
     """
     start = time.perf_counter()
     runs = list(runs)
     if not runs:
         raise ValueError("the sweep has no runs")
+    if check_int("workers", workers, minimum=1) > 1:
+        return run_in_processes(shard_runs(runs, shard), out, workers, max_minutes=max_minutes, progress=progress,
+                                command=command, packed=packed)
     if max_minutes is not None:
         max_minutes = check_number("max_minutes", max_minutes, exclusive_minimum=0.0)
-    from .train import RECORD_FILE, NonFiniteLossError, run_folder_state, train
+    from .packed_train import PACKED_CHECKPOINT_FILE, seed_groups
+    from .train import run_folder_state, train
 
     load_data = data is None and train_fn is None  # the real trainer: load the images once, here
     train_fn = train_fn or train
@@ -164,42 +173,91 @@ def run_sweep(
     mine = shard_runs(runs, shard)
     model = cost_model(runs[0].train.get("device"))
     correction, timed = 1.0, 0  # measured / predicted seconds of the whole runs trained so far
-    for number, run in enumerate(mine, 1):
-        folder = run_folder(run, out)
-        state = run_folder_state(folder)
-        if state == "finished":
-            report.skipped.append(run.run_id)
+    groups = seed_groups(mine) if packed else [[run] for run in mine]
+    for number, group in enumerate(groups, 1):
+        states = [run_folder_state(run_folder(run, out)) for run in group]
+        report.skipped += [run.run_id for run, state in zip(group, states) if state == "finished"]
+        group = [run for run, state in zip(group, states) if state != "finished"]
+        if not group:
             continue
-        predicted = model.run_seconds(run) * correction
+        predicted = sum(model.run_seconds(run) for run in group) * correction
         if max_minutes is not None and time.perf_counter() - start + predicted > max_minutes * 60:
-            report.left.append(run.run_id)
+            report.left += [run.run_id for run in group]
             continue
         if load_data and data is None:
             from .data import load_cifar
 
-            data = load_cifar(run.train.get("dataset", "cifar10"), run.train.get("data"), progress=progress)
-        log(f"[{number}/{len(mine)}] {run.describe()} (id {run.run_id}, ~{predicted:.0f} s)")
+            data = load_cifar(group[0].train.get("dataset", "cifar10"), group[0].train.get("data"), progress=progress)
+        together = f" + seeds {', '.join(str(run.seed) for run in group[1:])}, packed" if len(group) > 1 else ""
+        log(f"[{number}/{len(groups)}] {group[0].describe()}{together} (id {group[0].run_id}, ~{predicted:.0f} s)")
+        resumed = "started" in states or (run_folder(group[0], out) / PACKED_CHECKPOINT_FILE).exists()
         run_start = time.perf_counter()
-        try:
-            network = run.build_model()
-            record = train_fn(network, run.train_config(), data=data, run_dir=folder, progress=progress,
-                              model_spec=model_spec(run), command=command, run_info=run_section(run))
-        except NonFiniteLossError as error:  # a diverged run is a result too: recorded, not retried
-            log(f"    failed: {error}")
-            record = {"status": "failed", "error": str(error), "test_accuracy": None,
-                      "config": run.train_config().to_dict(), "command": command, "run": run_section(run)}
-            write_json(folder / RECORD_FILE, record)
+        records = _train_runs(group, out, train_fn, data, progress, command, log)
         seconds = time.perf_counter() - run_start
-        report.trained.append(run.run_id)
-        if state == "new":  # a resumed run's time is not a whole run's
+        report.trained += [run.run_id for run in group]
+        if not resumed:  # a resumed run's time is not a whole run's
             timed += 1
             ratio = seconds / max(predicted / correction, 1e-9)
             correction += (ratio - correction) / timed
-        accuracy = record.get("test_accuracy")
-        log(f"    test accuracy {accuracy:.2%} in {seconds:.0f} s" if isinstance(accuracy, float)
-            else f"    done in {seconds:.0f} s")
+        accuracies = [record.get("test_accuracy") for record in records]
+        log(f"    test accuracy {', '.join(f'{a:.2%}' for a in accuracies)} in {seconds:.0f} s"
+            if all(isinstance(a, float) for a in accuracies) else f"    done in {seconds:.0f} s")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def run_in_processes(runs: Sequence[Run], out, workers: int, **options) -> SweepReport:
+    """Train ``runs`` in ``workers`` processes side by side, process i taking shard i/workers,
+    one CPU thread each: on a CPU the quick mode's small networks leave a second thread idle
+    (it waits for the first), and a second process fills the core instead. Each process loads
+    the data from its cache; the run folders are the only thing they share, and no two
+    processes ever train the same run. Their progress lines go to the terminal."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    start, report = time.perf_counter(), SweepReport()
+    jobs = [(list(runs), out, Shard(index, workers), options) for index in range(1, workers + 1)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for part in pool.map(_worker, jobs):
+            report.trained += part.trained
+            report.skipped += part.skipped
+            report.left += part.left
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _worker(job) -> SweepReport:
+    import torch
+
+    runs, out, shard, options = job
+    torch.set_num_threads(1)
+    return run_sweep(runs, out, shard=shard, **options)
+
+
+def _train_runs(group, out, train_fn, data, progress, command, log) -> list[dict]:
+    """Train one run with ``train_fn``, or the seeds of one run packed (``train_seeds``); return the
+    records. A diverged run is a result too: recorded as failed, not retried; its group goes on."""
+    from .packed_train import train_seeds
+    from .train import RECORD_FILE, NonFiniteLossError
+
+    records = []
+    while group:
+        try:
+            if len(group) > 1:
+                return records + train_seeds(group, data=data, out=out, progress=progress, command=command)
+            run = group[0]
+            return records + [train_fn(run.build_model(), run.train_config(), data=data, run_dir=run_folder(run, out),
+                                       progress=progress, model_spec=model_spec(run), command=command,
+                                       run_info=run_section(run))]
+        except NonFiniteLossError as error:
+            log(f"    failed: {error}")
+            failed = getattr(error, "runs", group)  # packed: which of the group diverged
+            for run in failed:
+                records.append({"status": "failed", "error": str(error), "test_accuracy": None,
+                                "config": run.train_config().to_dict(), "command": command, "run": run_section(run)})
+                write_json(run_folder(run, out) / RECORD_FILE, records[-1])
+            group = [run for run in group if run not in failed]
+    return records
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -227,10 +285,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU when there is one)")
     parser.add_argument("--max-minutes", type=float,
                         help="start no run that would end after this many minutes (the rest waits for the next call)")
+    parser.add_argument("--packed", action="store_true",
+                        help="train the seeds of each model as one grouped network: fewer, larger GPU kernels; "
+                             "measure first with benchmarks/step_speed.py")
+    parser.add_argument("--workers", type=int, help="processes side by side (default: quick mode on a CPU, one per "
+                                                    "core up to 4; else 1)")
     parser.add_argument("--list", action="store_true", help="print the runs, their cost and status; train nothing")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.set_defaults(run=main)
     return parser
+
+
+def default_workers(quick: bool, device: str | None = None) -> int:
+    """Quick mode on a CPU: one process per core, up to 4; on a GPU (or at full scale) one."""
+    on_cpu = str(device or settings.default_device()).startswith("cpu")
+    return max(1, min(4, os.cpu_count() or 1)) if quick and on_cpu else 1
 
 
 def main(args: argparse.Namespace) -> int:
@@ -259,8 +328,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {'done' if done else 'todo'}  {run.run_id}  {run.experiment:<11} "
                   f"{run.describe()}  ~{model.run_seconds(run):.0f} s")
         return 0
+    workers = args.workers or default_workers(scale.name == "quick", overrides.get("device"))
     report = run_sweep(runs, out, shard=shard, max_minutes=args.max_minutes, progress=args.progress,
-                       command=getattr(args, "command_line", None))
+                       command=getattr(args, "command_line", None), packed=args.packed, workers=workers)
     print(f"shard {shard}: {report}")
     if report.left:
         print("time budget reached: run the same command again to continue")

@@ -20,6 +20,10 @@ What it does, and why:
 - A loss that turns NaN or infinite stops the run with ``NonFiniteLossError``.
 - Under ``torchrun``, the same call trains data-parallel (DistributedDataParallel).
 
+Its parts live beside it: ``TrainConfig`` and the named recipes in ``recipes.py``, the
+optimizer, schedule and weight average in ``optim.py``, the processes of a data-parallel
+run in ``distributed.py``, the run folder and its record in ``record.py``.
+
 Command line: ``python -m effnet_lab train --model b0 --epochs 30 --out runs/b0`` (see
 ``python -m effnet_lab train --help``); ``--quick`` for a run of seconds on a CPU.
 """
@@ -27,17 +31,12 @@ Command line: ``python -m effnet_lab train --model b0 --epochs 30 --out runs/b0`
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
-import datetime
 import hashlib
 import json
 import math
 import os
-import resource
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -45,105 +44,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import settings
-from .checks import check_choice, check_int, check_number
+from .checks import check_int
 from .data import NUM_CLASSES, CifarData, DeviceLoader, load_cifar
+from .distributed import all_reduce_sum, barrier, start_processes
 from .files import save_torch, write_json
+from .optim import EMA, WarmupCosine, autocast, choose_precision, make_optimizer, make_schedule  # noqa: F401
+from .record import CHECKPOINT_FILE, RECORD_FILE, describe_model, make_record, peak_memory, run_folder_state  # noqa: F401
+from .recipes import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig  # noqa: F401 (part of train's interface)
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "onecycle")
 CHECKPOINT_FORMAT = 1
-CHECKPOINT_FILE, RECORD_FILE = "checkpoint.pt", "record.json"  # in a run folder
-
-
-def run_folder_state(run_dir: str | os.PathLike) -> str:
-    """What ``train`` does with ``run_dir``: "finished" (its record, written after the last
-    epoch, is given back at once; the checkpoint need not be there), "started" (training
-    resumes from the checkpoint) or "new"."""
-    run_dir = Path(run_dir)
-    if (run_dir / RECORD_FILE).exists():
-        return "finished"
-    return "started" if (run_dir / CHECKPOINT_FILE).exists() else "new"
-
-
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the run cannot recover, so it stops."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run's result (the model aside)."""
-
-    dataset: str = "cifar10"
-    data: str | None = None  # a source for load_cifar; None: EFFNET_LAB_DATA or found automatically
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float | None = None  # None: 0.1 x batch/256 for SGD, 2e-3 for AdamW
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float | None = None  # None: 5e-4 for SGD, 0.05 for AdamW
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    resolution: int = 32
-    subset_per_class: int | None = None  # training images per class; None: all
-    test_per_class: int | None = None  # test images per class; None: the full test set
-    augment: bool = True
-    seed: int = 0
-    ema: bool = False
-    ema_decay: float = 0.999
-    amp: bool = True  # bf16 autocast (CUDA only)
-    channels_last: bool = True
-    compile: bool = False
-    eval_batch_size: int = 1024
-    device: str | None = None  # None: the GPU when there is one
-    quick: bool = False  # a quick-mode run: a label for the record
-
-    def __post_init__(self) -> None:
-        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
-        check_choice("dataset", self.dataset, NUM_CLASSES)
-        put("epochs", check_int("epochs", self.epochs, minimum=1))
-        put("batch_size", check_int("batch_size", self.batch_size, minimum=1))
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        if self.lr is None:
-            put("lr", 0.1 * self.batch_size / 256 if self.optimizer == "sgd" else 2e-3)
-        put("lr", check_number("lr", self.lr, exclusive_minimum=0.0))
-        if self.weight_decay is None:
-            put("weight_decay", 5e-4 if self.optimizer == "sgd" else 0.05)
-        put("weight_decay", check_number("weight_decay", self.weight_decay, minimum=0.0))
-        put("momentum", _below_one("momentum", self.momentum))
-        put("warmup_epochs", check_number("warmup_epochs", self.warmup_epochs, minimum=0.0))
-        if self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) cannot exceed epochs ({self.epochs})")
-        put("label_smoothing", _below_one("label_smoothing", self.label_smoothing))
-        put("resolution", check_int("resolution", self.resolution, minimum=1))
-        for name in ("subset_per_class", "test_per_class"):
-            if getattr(self, name) is not None:
-                put(name, check_int(name, getattr(self, name), minimum=1))
-        put("seed", check_int("seed", self.seed, minimum=0))
-        put("ema_decay", _below_one("ema_decay", self.ema_decay))
-        put("eval_batch_size", check_int("eval_batch_size", self.eval_batch_size, minimum=1))
-        for name in ("nesterov", "augment", "ema", "amp", "channels_last", "compile", "quick"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.data is not None:
-            put("data", os.fspath(self.data))
-        if self.device is not None:
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError):
-                raise ValueError(f"device {self.device!r} is not a device PyTorch knows (try 'cpu' or 'cuda')") from None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _below_one(name: str, value: object) -> float:
-    number = check_number(name, value, minimum=0.0)
-    if number >= 1.0:
-        raise ValueError(f"{name} must be below 1, got {number}")
-    return number
 
 
 # The model of ``python -m effnet_lab train``: B0 on the cifar stem; in quick mode at width and
@@ -186,147 +97,14 @@ def build_model(
     return build(config, seed=seed)
 
 
-def describe_model(model: nn.Module, spec: dict | None = None) -> dict:
-    """What the record says about the model: the spec it was built from, and its configuration."""
-    description = {"class": type(model).__name__}
-    if spec:
-        description["spec"] = dict(spec)
-    config = getattr(model, "config", None)
-    if dataclasses.is_dataclass(config):
-        description["config"] = dataclasses.asdict(config)
-    return description
-
-
-# --- distributed training ----------------------------------------------------------------
-
-
-@dataclass
-class _Processes:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    started_here: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _start_processes(device_hint: str | None) -> _Processes:
-    """Join the process group that torchrun describes in the environment (if any)."""
-    import torch.distributed as dist
-
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return _Processes()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if dist.is_initialized():
-        return _Processes(rank, world_size, local_rank, started_here=False)
-    use_cuda = torch.cuda.is_available() and (device_hint is None or device_hint.startswith("cuda"))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    return _Processes(rank, world_size, local_rank, started_here=True)
-
-
-def _all_reduce_sum(value: torch.Tensor, processes: _Processes) -> torch.Tensor:
-    if processes.world_size > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(value)
-    return value
-
-
-def _barrier(processes: _Processes) -> None:
-    if processes.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-# --- the pieces of a run ---------------------------------------------------------------
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    # Weight decay only on weight matrices and kernels: decaying batch-norm scales and shifts
-    # and biases (the 1-D parameters) does not reduce capacity, it only adds noise.
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
-    return torch.optim.AdamW(groups, lr=config.lr)
-
-
-class WarmupCosine:
-    """The learning-rate factor at step t: linear warm-up from ~0 to 1, then a cosine to 0."""
-
-    def __init__(self, warmup_steps: int, total_steps: int) -> None:
-        self.warmup_steps, self.total_steps = warmup_steps, total_steps
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    total = config.epochs * steps_per_epoch
-    warmup = round(config.warmup_epochs * steps_per_epoch)
-    if config.schedule == "onecycle":
-        # Smith's one-cycle: up to lr over the warm-up (30% of the run if none is given), then
-        # annealed far below it; momentum cycles the other way.
-        start = warmup / total if warmup else 0.3
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
-                                                   pct_start=min(max(start, 1 / total), 0.99))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total))
-
-
-class EMA(nn.Module):
-    """An exponential moving average of a model's weights and batch-norm statistics.
-
-    After each step: ``average <- d * average + (1 - d) * current``. The decay ramps up,
-    ``d = min(decay, (1 + n) / (10 + n))`` after n updates: in a short run a fixed 0.999
-    would keep the random initial weights in the average for most of it.
-    """
-
-    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
-        super().__init__()
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay, self.updates = decay, 0
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        ours = list(self.module.state_dict().values())
-        theirs = list(model.state_dict().values())
-        floats = [(a, b) for a, b in zip(ours, theirs) if a.is_floating_point()]
-        # One fused kernel per list instead of one per tensor; no reads back to the CPU.
-        torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - d)
-        for a, b in zip(ours, theirs):
-            if not a.is_floating_point():  # batch-norm step counters: copied
-                a.copy_(b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
-
-    def get_extra_state(self) -> dict:
-        return {"updates": self.updates}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.updates = int(state["updates"])
-
-
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader, *, amp: bool = False) -> float:
+def evaluate(model: nn.Module, loader: DeviceLoader, *, precision: str = "fp32") -> float:
     """Top-1 accuracy of ``model`` on every image of ``loader`` (summed over all processes under DDP)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=loader.device)
     seen = torch.zeros((), dtype=torch.int64, device=loader.device)
-    with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
+    with autocast(loader.device, precision):
         for images, labels in loader:
             correct += (model(images).argmax(1) == labels).sum()
             seen += len(labels)
@@ -337,14 +115,6 @@ def evaluate(model: nn.Module, loader: DeviceLoader, *, amp: bool = False) -> fl
         dist.all_reduce(correct)
         dist.all_reduce(seen)
     return correct.item() / max(1, seen.item())
-
-
-def _peak_memory(device: torch.device) -> tuple[int, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device), "torch.cuda.max_memory_allocated"
-    # Linux reports kilobytes, macOS bytes.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak * (1 if sys.platform == "darwin" else 1024), "process peak resident memory (ru_maxrss)"
 
 
 # Settings that may change between a run and its resumption without changing its result.
@@ -430,7 +200,7 @@ def train(
             raise ValueError(f"checkpoint {checkpoint_path} is unreadable ({error}); delete it to start over") from None
         _check_same_run(saved, config, description, checkpoint_path)
 
-    processes = _start_processes(config.device)
+    processes = start_processes(config.device)
     try:
         return _train(model, config, data, processes, run_dir, saved, progress, description, command,
                       checkpoint_every, run_info)
@@ -454,16 +224,17 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
     on_cuda = device.type == "cuda"
     if on_cuda and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r} is not available here: PyTorch finds no CUDA GPU")
-    amp = config.amp and on_cuda
+    precision = choose_precision(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     channels_last = config.channels_last
 
     # The data: the first process decodes (and caches) it, the others then read the cache.
     if data is None:
         if not processes.main:
-            _barrier(processes)
+            barrier(processes)
         data = load_cifar(config.dataset, config.data, progress=progress and processes.main)
         if processes.main:
-            _barrier(processes)
+            barrier(processes)
     if data.name != config.dataset:
         raise ValueError(f"config.dataset is {config.dataset!r} but the data given is {data.name!r}")
     data = data.subset(config.subset_per_class, config.seed, test_per_class=config.test_per_class)
@@ -487,6 +258,8 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
         model.load_state_dict(saved["model_state"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         if ema is not None:
             ema.load_state_dict(saved["ema"])
         rng = saved["rng"]
@@ -518,7 +291,7 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
         train_loader.set_epoch(epoch)
         loss_sum = torch.zeros((), device=device)
         for step, (images, labels) in enumerate(train_loader):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast(device, precision):
                 logits = network(images)
                 if not checked_classes:
                     if logits.dim() != 2 or logits.shape[1] != data.num_classes:
@@ -527,8 +300,9 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
                     checked_classes = True
                 loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             if ema is not None:
                 ema.update(model)
@@ -541,9 +315,9 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
         if on_cuda:
             torch.cuda.synchronize(device)
         step_seconds = time.perf_counter() - epoch_start
-        train_loss = _all_reduce_sum(loss_sum, processes).item() / (steps_per_epoch * processes.world_size)
+        train_loss = all_reduce_sum(loss_sum, processes).item() / (steps_per_epoch * processes.world_size)
 
-        accuracy = evaluate(ema.module if ema is not None else model, test_loader, amp=amp)
+        accuracy = evaluate(ema.module if ema is not None else model, test_loader, precision=precision)
         totals["seconds"] += time.perf_counter() - epoch_start
         totals["step_seconds"] += step_seconds
         totals["images"] += steps_per_epoch * config.batch_size
@@ -567,16 +341,16 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
             state = {
                 "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": config.to_dict(), "model": description,
                 "model_state": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                 "rng": rng, "loader": train_loader.state_dict(), "curve": curve, "totals": totals,
                 "resume_count": resume_count,
             }
             save_torch(run_dir / CHECKPOINT_FILE, state)
     bar.close()
 
-    peak, peak_measure = _peak_memory(device)
-    record = _record(model, config, data, device, processes, accuracy, curve, totals, resume_count,
-                     peak, peak_measure, description, command, amp, channels_last)
+    peak, peak_measure = peak_memory(device)
+    record = make_record(model, config, data, device, processes, accuracy, curve, totals, resume_count,
+                     peak, peak_measure, description, command, precision, channels_last)
     if run_info is not None:
         record["run"] = dict(run_info)
     if processes.main and run_dir is not None:
@@ -586,59 +360,13 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
 
 def _stop_if_not_finite(loss_sum, processes, epoch, step, optimizer) -> None:
     # All processes look at the same summed value, so they all stop together.
-    total = _all_reduce_sum(loss_sum.detach().clone(), processes).item()
+    total = all_reduce_sum(loss_sum.detach().clone(), processes).item()
     if not math.isfinite(total):
         raise NonFiniteLossError(
             f"the training loss became {total} in epoch {epoch + 1} (by step {step + 1}, learning rate "
             f"{optimizer.param_groups[0]['lr']:.3g}): the run stopped. The checkpoint of the last finished "
-            f"epoch is intact. Try a lower learning rate, a longer warm-up or fp32 (amp=False)."
+            f"epoch is intact. Try a lower learning rate, a longer warm-up or fp32 (--no-amp)."
         )
-
-
-def _record(model, config, data, device, processes, accuracy, curve, totals, resume_count,
-            peak, peak_measure, description, command, amp, channels_last) -> dict:
-    from . import __version__
-    from .profile import count_macs, count_params
-
-    try:  # counted on a meta-device copy: the real weights stay where they are
-        macs = count_macs(model, config.resolution)
-    except Exception:  # an exotic module the flop counter cannot trace
-        macs = None
-    test_set = (f"stratified subset: {config.test_per_class} per class ({len(data.test_labels)} images)"
-                if config.test_per_class else f"full test set ({len(data.test_labels)} images)")
-    return {
-        "status": "complete",
-        "test_accuracy": accuracy,
-        "test_set": test_set,
-        "train_seconds": round(totals["seconds"], 3),
-        "images_per_second": totals["images"] / totals["step_seconds"] if totals["step_seconds"] else None,
-        "peak_memory_bytes": peak,
-        "peak_memory_measure": peak_measure,
-        "device": settings.device_name(device) + (f" x {processes.world_size} processes" if processes.world_size > 1 else ""),
-        "world_size": processes.world_size,
-        "params": count_params(model),
-        "macs": macs,
-        "resolution": config.resolution,
-        "epochs": config.epochs,
-        "seed": config.seed,
-        "dataset": config.dataset,
-        "data_source": data.source,
-        "train_images": len(data.train_labels),
-        "test_images": len(data.test_labels),
-        "precision": "bf16 autocast" if amp else "fp32",
-        "memory_format": "channels_last" if channels_last else "contiguous (NCHW)",
-        "git_commit": settings.git_commit(),
-        "effnet_lab_version": __version__,
-        "torch_version": torch.__version__,
-        "resumed": resume_count > 0,
-        "resume_count": resume_count,
-        "quick_mode": config.quick,
-        "accuracy_curve": curve,
-        "config": config.to_dict(),
-        "model": description,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-    }
 
 
 # --- the command line ------------------------------------------------------------------
@@ -681,7 +409,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int)
     run.add_argument("--ema", action="store_true", help="evaluate an exponential moving average of the weights")
     run.add_argument("--ema-decay", type=float)
-    run.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA instead of bf16 autocast")
+    run.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on a GPU instead of mixed precision")
+    run.add_argument("--precision", choices=PRECISIONS, help="auto (default): bf16 where the GPU has it, else fp16")
     run.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
     run.add_argument("--eval-batch-size", type=int)

@@ -6,6 +6,8 @@ import statistics
 
 import pytest
 
+from effnet_lab.experiments import plan
+
 from effnet_lab import results as R
 from run_records import write_comparison, write_run
 
@@ -251,8 +253,9 @@ def test_shipped_scaling_prefers_gpu_runs_and_says_how_many_are_in(tmp_path):
     (gpu / "compare").mkdir(parents=True)
     assert R.shipped_scaling(tmp_path)[0] == quick  # an empty GPU folder: nothing to show yet
     write_run(gpu, family="width", phi=1.0)
-    (gpu / "compare" / "status.json").write_text(json.dumps({"runs": 37, "left": 30}))
-    assert R.shipped_scaling(tmp_path) == (gpu / "compare", "shipped: full scale on NVIDIA H200, fp32 (7 of 37 runs so far)")
+    planned = len(plan("compare", quick=False))
+    assert R.shipped_scaling(tmp_path) == (gpu / "compare",
+                                           f"shipped: full scale on NVIDIA H200, fp32 (1 of {planned} runs so far)")
 
 
 def test_transfer_records_pair_the_probe_with_the_finetuning(tmp_path):

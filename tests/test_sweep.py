@@ -240,3 +240,17 @@ def test_killing_the_real_sweep_and_rerunning_it_finishes_every_run_exactly_once
         assert after[run_id]["date"] == record["date"]  # finished runs were not trained again
     assert after[caught]["resumed"] is True  # it went on from its checkpoint
     assert after[caught]["run"]["run_id"] == caught and after[caught]["run"]["experiment"] == "compare"
+
+
+def test_workers_split_the_plan_between_processes_and_train_every_run_once(tmp_path, cifar10):
+    runs = X.plan("compare", quick=True, phis=[1], seeds=[0], epochs=1, subset_per_class=6, test_per_class=4,
+                  batch_size=20)
+    report = S.run_sweep(runs, tmp_path, workers=2, progress=False)
+    assert sorted(report.trained) == sorted(run.run_id for run in runs) and report.complete
+    found = records(tmp_path)
+    assert sorted(found) == sorted(run.run_id for run in runs)
+    assert all(record["run"]["run_id"] == run_id for run_id, record in found.items())
+    again = S.run_sweep(runs, tmp_path, workers=2, progress=False)
+    assert sorted(again.skipped) == sorted(run.run_id for run in runs) and not again.trained
+    assert S.default_workers(quick=False, device="cpu") == 1 and S.default_workers(quick=True, device="cuda") == 1
+    assert 1 <= S.default_workers(quick=True, device="cpu") <= 4

@@ -85,7 +85,7 @@ def test_warmup_then_cosine():
 
 def test_no_weight_decay_on_norms_and_biases():
     model = tiny_model()
-    optimizer = train_module._optimizer(model, TrainConfig(weight_decay=1e-3))
+    optimizer = train_module.make_optimizer(model, TrainConfig(weight_decay=1e-3))
     decayed, free = optimizer.param_groups
     assert decayed["weight_decay"] == 1e-3 and free["weight_decay"] == 0.0
     bn_and_bias = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
@@ -352,3 +352,27 @@ def test_data_parallel_under_torchrun_with_two_processes(cifar10, tmp_path):
     assert record["world_size"] == 2 and "2 processes" in record["device"]
     assert len(record["accuracy_curve"]) == 2 and 0.0 <= record["test_accuracy"] <= 1.0
     assert record["train_images"] == 60 and record["test_images"] == 40
+
+
+@pytest.mark.parametrize("precision, name", [("fp32", "fp32"), ("bf16", "bf16 autocast"),
+                                             ("fp16", "fp16 autocast with a gradient scaler")])
+def test_every_precision_trains_and_is_recorded(cifar10, precision, name):
+    record = train(tiny_model(), TrainConfig(**{**TINY, "epochs": 1}, precision=precision), data=cifar10,
+                   progress=False)
+    assert record["precision"] == name
+    assert all(math.isfinite(point["train_loss"]) for point in record["accuracy_curve"])
+
+
+def test_precision_is_chosen_by_what_the_device_can_do(monkeypatch):
+    from effnet_lab.optim import choose_precision
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert choose_precision(TrainConfig(), cpu) == "fp32"  # autocast on a CPU is slower, not faster
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert choose_precision(TrainConfig(), gpu) == "bf16"  # an A100, an H100
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert choose_precision(TrainConfig(), gpu) == "fp16"  # a T4: fp16 with a gradient scaler
+    assert choose_precision(TrainConfig(amp=False), gpu) == "fp32"
+    assert choose_precision(TrainConfig(precision="bf16"), cpu) == "bf16"  # forced: kept on any device
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
