@@ -253,7 +253,8 @@ def diagnose(data, run: experiments.Run, checkpoint: Path, device: str | None) -
         model = network(device, channels_last, emulated)
         loss, gradient = step(model, device, channels_last, bf16)
         report["variants"][f"{device.type} {name}"] = {
-            "test_accuracy": evaluate(model, test_loader(device, channels_last), amp=bf16), "loss": loss,
+            "test_accuracy": evaluate(model, test_loader(device, channels_last), precision="bf16" if bf16 else "fp32"),
+            "loss": loss,
             "gradient_cosine": cosine(gradient, reference_gradient)}
     print(f"diagnosis on {report['device']}: test images differ from the CPU's by at most "
           f"{report['test_images_max_abs_difference']:.2g}; augmentation identical: {report['augmentation_identical']}")
