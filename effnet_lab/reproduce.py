@@ -242,6 +242,7 @@ def run_command(argv: list[str], o: Options, env: dict, deadline: float | None) 
 
 
 def stop(process: subprocess.Popen) -> None:
+    """Give the command 30 s to save its state and exit, then end it."""
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
