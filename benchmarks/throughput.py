@@ -14,6 +14,7 @@ steps run under bf16 autocast (``--fp32`` to turn it off) and, with ``--compile`
 
     PYTHONPATH=. python benchmarks/throughput.py --out results/throughput-cpu.json
     PYTHONPATH=. python benchmarks/throughput.py --config cifar --steps 2 --rounds 3   # a minute on a CPU
+    PYTHONPATH=. python benchmarks/throughput.py --quick   # checks the script (the numbers mean nothing)
 """
 
 from __future__ import annotations
@@ -174,7 +175,11 @@ def main(argv=None) -> int:
     parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
                         help="cpu: this process's CPU time (with --threads 1, robust on a machine shared with other jobs)")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--quick", action="store_true",
+                        help="32 px only, one round of one step at batch 4: checks the script on a CPU (numbers mean nothing)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.config, args.rounds, args.steps, args.warmup, args.batch_size = "cifar", 1, 1, 1, 4
     device = torch.device(args.device) if args.device else settings.default_device()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,7 +193,7 @@ def main(argv=None) -> int:
     configs = ["cifar", "imagenet"] if args.config == "both" else [args.config]
     results = [measure(config, args, device) for config in configs]
     if args.out:
-        out = write_json(args.out, {"benchmark": "throughput", **info, "results": results})
+        out = write_json(args.out, {"benchmark": "throughput", **info, "quick": args.quick, "results": results})
         print(f"\nwritten: {out}")
     return 0
 

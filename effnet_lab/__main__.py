@@ -20,6 +20,7 @@ COMMANDS = {
     "sweep": "effnet_lab.sweep",
     "plots": "effnet_lab.plots",
     "nas": "effnet_lab.nas",
+    "reproduce": "effnet_lab.reproduce",
 }
 
 

@@ -398,7 +398,7 @@ def time_to_accuracy(folder: str | os.PathLike) -> dict | None:
     if (folder / "summary.json").exists():
         summary = json.loads((folder / "summary.json").read_text())
         curve = json.loads((folder / "run" / "record.json").read_text())["accuracy_curve"]
-        smoke = " [tiny smoke test: not a result]" if summary["tiny_smoke_test"] else ""
+        smoke = " [quick mode: not a result]" if summary["quick"] else ""
         target = f"{summary['target_accuracy']:.0%}"
         reached = (f"{target} after {summary['seconds_to_target']:.0f} s" if summary["seconds_to_target"] is not None
                    else f"{target} not reached")

@@ -1,8 +1,5 @@
-"""The prepared benchmark and GPU scripts run end to end on a CPU with tiny settings.
-
-They are meant for a GPU lent for minutes at a time, so they must work the first time
-there: these tests run the same code paths here, small.
-"""
+"""The benchmark scripts behind ``python -m effnet_lab reproduce`` run end to end on a CPU
+with their quick settings: the same code paths a GPU runs, small."""
 
 import json
 import subprocess
@@ -21,11 +18,11 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_time_to_accuracy_plans_trains_and_resumes_with_the_same_plan(cifar10, tmp_path):
     out = tmp_path / "tta"
-    planned = run_script("benchmarks/time_to_accuracy.py", "--tiny", "--plan-only", "--out", str(out))
+    planned = run_script("benchmarks/time_to_accuracy.py", "--quick", "--plan-only", "--out", str(out))
     assert planned.returncode == 0, planned.stderr[-2000:]
     plan = json.loads((out / "plan.json").read_text())
     assert not (out / "run").exists() and not (out / "summary.json").exists()  # the plan alone
-    first = run_script("benchmarks/time_to_accuracy.py", "--tiny", "--out", str(out))
+    first = run_script("benchmarks/time_to_accuracy.py", "--quick", "--out", str(out))
     assert first.returncode == 0, first.stderr[-2000:]
     assert "resuming the plan" in first.stdout and json.loads((out / "plan.json").read_text()) == plan
     summary = json.loads((out / "summary.json").read_text())
@@ -38,11 +35,11 @@ def test_time_to_accuracy_plans_trains_and_resumes_with_the_same_plan(cifar10, t
                                              plan["probe_startup_seconds"])
     assert summary["epochs"] == plan["epochs"] == len(record["accuracy_curve"])
     assert summary["final_test_accuracy"] == record["test_accuracy"]
-    assert summary["tiny_smoke_test"] is True and summary["data_source"]
+    assert summary["quick"] is True and summary["data_source"]
     assert plan["cudnn_benchmark"] is True and summary["cudnn_benchmark"] is True  # the probe timed what trains
     assert (out / "accuracy_vs_time.png").stat().st_size > 0
 
-    second = run_script("benchmarks/time_to_accuracy.py", "--tiny", "--out", str(out))
+    second = run_script("benchmarks/time_to_accuracy.py", "--quick", "--out", str(out))
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resuming the plan" in second.stdout
     assert json.loads((out / "plan.json").read_text()) == plan  # no second probe, same epochs
@@ -67,49 +64,8 @@ def test_the_plan_fits_the_epochs_after_the_start_up_into_95_percent_of_the_budg
     assert tta.plan_epochs(300, 400, 0) == 1  # at least one epoch, whatever the probe says
 
 
-GPU_JOBS_LOG = (
-    "gpu_jobs run time-to-accuracy on NVIDIA H200, 143771 MiB, 580.159.04, 2026-11-27T10:56:06+00:00, "
-    "data /work/main/.gpu/cifar10-jpeg.tar.gz\n"
-    "resuming the plan in plan.json: 3 epochs\n"
-    "training:   0%|          | 1/30 [01:14<6:00:00, 74.10s/step]\r"
-    "training:  30%|###       | 10/30 [01:18<00:10, 2.0step/s, epoch=1]\n"
-    "epoch 1/3: test accuracy 13.52%, train loss 2.699\n"
-    "training:  33%|###3      | 10/30 [01:23<00:10, 2.0step/s, epoch=1]\r"
-    "training:  60%|######    | 20/30 [01:27<00:05, 2.0step/s, epoch=2]\n"
-    "epoch 2/3: test accuracy 90.07%, train loss 0.571\n"
-    "training:  67%|######6   | 20/30 [1:02:05<00:05, 2.0step/s, epoch=2]\n"
-    "epoch 3/3: test accuracy 91.00%, train loss 0.500\n"  # killed before its time was printed
-)
-
-
-def test_the_curve_of_a_stopped_run_is_read_back_from_its_log(tmp_path):
-    curve, planned = tta.curve_from_log(GPU_JOBS_LOG)
-    assert planned == 3
-    assert curve == [{"epoch": 1, "seconds": 83.0, "test_accuracy": 0.1352, "train_loss": 2.699},
-                     {"epoch": 2, "seconds": 3725.0, "test_accuracy": 0.9007, "train_loss": 0.571}]
-    assert tta.provenance_from_log(GPU_JOBS_LOG) == {
-        "device": "NVIDIA H200", "run_date": "2026-11-27T10:56:06+00:00",
-        "data_source": "/work/main/.gpu/cifar10-jpeg.tar.gz"}
-
-    log = tmp_path / "call.log"
-    log.write_text(GPU_JOBS_LOG)
-    assert tta.main(["--from-log", str(log), "--out", str(tmp_path / "attempt")]) == 0
-    partial = json.loads((tmp_path / "attempt" / "partial.json").read_text())
-    assert partial["status"] == "interrupted" and partial["device"] == "NVIDIA H200"
-    assert (partial["epochs_done"], partial["epochs_planned"]) == (2, 3)
-    assert (partial["seconds_to_target"], partial["epoch_reaching_target"], partial["within_5_minutes"]) == (
-        3725.0, 2, False)
-    assert (tmp_path / "attempt" / "accuracy_vs_time.png").stat().st_size > 0
-
-    (tmp_path / "empty.log").write_text("no epochs here\n")
-    for bad in ("missing.log", "empty.log"):
-        with pytest.raises(SystemExit) as exit_info:
-            tta.main(["--from-log", str(tmp_path / bad), "--out", str(tmp_path / "x")])
-        assert exit_info.value.code == 2
-
-
 def test_an_interrupted_run_leaves_its_curve_up_to_the_last_checkpoint(cifar10, tmp_path, monkeypatch, capsys):
-    """A GPU call's deadline (SIGINT) mid-training: partial.json keeps what was measured."""
+    """A time limit's SIGINT (or Ctrl-C) mid-training: partial.json keeps what was measured."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +81,7 @@ def test_an_interrupted_run_leaves_its_curve_up_to_the_last_checkpoint(cifar10, 
 
     monkeypatch.setattr(tta, "train", train_until_interrupted)
     out = tmp_path / "tta"
-    assert tta.main(["--tiny", "--epochs", "5", "--out", str(out)]) == 130
+    assert tta.main(["--quick", "--epochs", "5", "--out", str(out)]) == 130
     partial = json.loads((out / "partial.json").read_text())
     assert partial["accuracy_curve"] == curve and (partial["epochs_done"], partial["epochs_planned"]) == (2, 5)
     assert partial["seconds_to_target"] is None and partial["git_commit"] and partial["data_source"]
@@ -204,10 +160,10 @@ def test_a_failed_diagnosis_does_not_stop_the_runs_and_finished_runs_are_not_tra
     out = tmp_path / "precision"
     assert precision_check.main(["--quick", "--device", "cpu", "--runs", "fp32-seed0", "fp32-seed1", "--out", str(out)]) == 0
     assert "a kernel this GPU lacks" in (out / "diagnosis-error.txt").read_text()
-    assert not (out / "diagnosis.json").exists()  # so the next call diagnoses again
+    assert not (out / "diagnosis.json").exists()  # so the next run diagnoses again
     assert (out / "fp32-seed1" / "record.json").exists() and (out / "summary.json").exists()
 
-    # A run finished by an earlier call on another machine: its record came back, its checkpoint did not.
+    # A run finished on another machine: its record is here, its checkpoint is not.
     (out / "fp32-seed1" / "checkpoint.pt").unlink()
     record = json.loads((out / "fp32-seed1" / "record.json").read_text())
     record["test_accuracy"] = 0.4242  # not a number this run could give twice by chance
@@ -217,32 +173,8 @@ def test_a_failed_diagnosis_does_not_stop_the_runs_and_finished_runs_are_not_tra
     assert json.loads((out / "summary.json").read_text())["runs"][0]["test_accuracy"] == 0.4242
 
 
-def test_the_gpu_sweep_passes_no_amp_to_every_sweep_process():
-    sweep = _script("gpu_scaling_sweep")
-    for argv, fp32 in ((["--out", "x"], False), (["--out", "x", "--no-amp"], True)):
-        command = sweep.sweep_command(sweep.parse_args(argv), "1/4", 3.0, Path("runs"))
-        assert ("--no-amp" in command) is fp32
-
-
-def test_the_gpu_sweep_refuses_to_add_runs_of_the_other_precision_to_a_table(tmp_path, capsys):
-    sweep = _script("gpu_scaling_sweep")
-    table = tmp_path / "compare"
-    table.mkdir()
-    row = {"run_id": "abc", "family": "baseline", "experiment": "compare", "config": {"amp": False},
-           "table_version": sweep.experiments.TABLE_VERSION}
-    (table / "results.jsonl").write_text(json.dumps(row) + "\n")
-    argv = ["--experiments", "compare", "--quick", "--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
-    assert sweep.main(argv) == 2  # bf16 runs into an fp32 table: refused before any training
-    assert "holds 1 runs trained in fp32, and these would train in bf16 autocast" in capsys.readouterr().err
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/checkpoint.pt"))
-    assert sweep.experiments.check_one_precision(sweep.experiments.plan("compare", quick=True, amp=False),
-                                                 tmp_path) is None
-    (table / "results.jsonl").write_text("not json\n")  # a damaged table: its own message, no traceback
-    assert sweep.main(argv) == 2 and "results file" in capsys.readouterr().err
-
-
 @pytest.mark.slow
 def test_time_to_accuracy_no_amp_plans_an_fp32_recipe(cifar10, tmp_path):
-    planned = run_script("benchmarks/time_to_accuracy.py", "--tiny", "--plan-only", "--no-amp", "--out", str(tmp_path))
+    planned = run_script("benchmarks/time_to_accuracy.py", "--quick", "--plan-only", "--no-amp", "--out", str(tmp_path))
     assert planned.returncode == 0, planned.stderr[-2000:]
     assert json.loads((tmp_path / "plan.json").read_text())["recipe"]["amp"] is False

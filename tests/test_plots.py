@@ -210,7 +210,7 @@ def test_time_to_accuracy_report_draws_what_results_reads(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "record.json").write_text(json.dumps({"accuracy_curve": curve}))
     (tmp_path / "summary.json").write_text(json.dumps({
-        "tiny_smoke_test": False, "target_accuracy": 0.9, "seconds_to_target": 120.0, "final_test_accuracy": 0.91,
+        "quick": False, "target_accuracy": 0.9, "seconds_to_target": 120.0, "final_test_accuracy": 0.91,
         "test_set": "full test set (10000 images)", "train_seconds": 120.0, "epochs": 2, "device": "NVIDIA H200",
         "data_source": "cifar10-jpeg.tar.gz", "date": "2026-12-01T00:00:00"}))
     fig, text = plots.time_to_accuracy_report(tmp_path)

@@ -128,18 +128,22 @@ def test_gpu_script_runs_quick_on_the_cpu_and_resumes(tmp_path, monkeypatch, cap
     monkeypatch.setenv("EFFNET_LAB_RESULTS", str(tmp_path / "runs"))
     out = tmp_path / "records"
     script = _script()
-    checkpoint = str(P.lite0_checkpoint_path())
-    assert script.main(["--quick", "--out", str(out), "--no-progress", "--checkpoint", checkpoint]) == 0
+    # The quick recipe's images, at 32 px and for one epoch: seconds, where its own 64 px take minutes.
+    argv = ["--quick", "--resolution", "32", "--max-epochs", "1", "--out", str(out), "--no-progress",
+            "--checkpoint", str(P.lite0_checkpoint_path())]
+    assert script.main(argv) == 0
     for name in ("probe", "finetune", "scratch"):
         record = json.loads((out / f"{name}.json").read_text())
         assert record["checkpoint"]["sha256"].startswith("57934424")  # the file the name promises
         assert record["command"][:2] == ["python", "benchmarks/finetune_lite0.py"]
     finetune = json.loads((out / "finetune.json").read_text())
-    assert 0 <= finetune["test_accuracy"] <= 1 and finetune["epochs"] == 1 and finetune["resolution"] == 32
+    quick = recipes.fields("fine-tuning", quick=True)  # the script's quick sizes are the recipe's
+    assert finetune["train_images"] == 10 * quick["subset_per_class"] and finetune["quick"] is True
+    assert 0 <= finetune["test_accuracy"] <= 1 and finetune["resolution"] == 32 and finetune["epochs"] == 1
     assert json.loads((out / "plan.json").read_text())["epochs"] == 1
     capsys.readouterr()
     # The same command again: everything is done, nothing is retrained.
-    assert script.main(["--quick", "--out", str(out), "--no-progress", "--checkpoint", checkpoint]) == 0
+    assert script.main(argv) == 0
     said = capsys.readouterr().out
     assert "finetune: done already" in said and "scratch: done already" in said
 
