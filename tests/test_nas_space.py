@@ -150,3 +150,15 @@ def test_bad_choices():
         space.decode([0, 3] + [0] * 14)
     with pytest.raises(TypeError, match="choices"):
         space.decode("k5e6")
+
+
+def test_a_childs_macs_from_its_configuration_equal_the_traced_count():
+    from effnet_lab.profile import count_macs
+
+    space = nas.SearchSpace()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        config = space.decode(space.sample(generator))
+        with torch.device("meta"):
+            traced = count_macs(build(config), nas.RESOLUTION)
+        assert nas.measure(config)[0] == traced

@@ -23,7 +23,7 @@ import torch
 
 from ..checks import check_int, check_number
 from ..model import EfficientNetConfig, StageSpec, build
-from ..profile import count_macs, count_params
+from ..profile import count_params, macs_from_config
 from ..scaling import round_channels
 
 RESOLUTION = 32  # CIFAR images; every child is measured and trained at this size
@@ -191,10 +191,12 @@ def arch_key(config: EfficientNetConfig) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def measure(config: EfficientNetConfig) -> tuple[int, int]:
-    """(MACs at 32x32, parameters) of the network ``config`` builds: the core's counters."""
+    """(MACs at 32x32, parameters) of the network ``config`` builds: MACs worked out from the
+    configuration (``profile.macs_from_config``, the package's one counter from a configuration),
+    parameters from a shape-only copy."""
     with torch.device("meta"):  # shapes only: no memory, no weight initialisation
         model = build(config)
-    return count_macs(model, RESOLUTION), count_params(model)
+    return macs_from_config(config, RESOLUTION), count_params(model)
 
 
 # --- the MnasNet reward ---------------------------------------------------------------------
