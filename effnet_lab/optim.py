@@ -116,3 +116,13 @@ def autocast(device: torch.device, precision: str):
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
 
+
+def take_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, scheduler) -> None:
+    """One update: the gradients of ``loss`` (scaled up for fp16), the optimizer's step (skipped
+    by the scaler if the scaled gradients overflowed), and the schedule's next learning rate."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+

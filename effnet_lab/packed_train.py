@@ -40,7 +40,7 @@ from .checks import check_int
 from .data import DeviceLoader, load_cifar
 from .distributed import Processes
 from .files import save_torch, write_json
-from .optim import EMA, autocast, choose_precision, make_optimizer, make_schedule
+from .optim import EMA, autocast, choose_precision, make_optimizer, make_schedule, take_step
 from .packed import pack, packed_loss, stack_images, stack_labels, unpack
 from .record import RECORD_FILE, describe_model, make_record, peak_memory
 from .train import NonFiniteLossError, _rng_states, _set_rng_states, evaluate
@@ -172,11 +172,7 @@ def _train_group(runs, folders, data, progress, command, checkpoint_every) -> No
             with autocast(device, precision):
                 logits = network(images)
                 loss = packed_loss(logits, labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            take_step(loss, optimizer, scaler, scheduler)
             if ema is not None:
                 ema.update(packed)
             with torch.no_grad():

@@ -160,7 +160,7 @@ def run_sweep(
     runs = list(runs)
     if not runs:
         raise ValueError("the sweep has no runs")
-    if check_int("workers", workers, minimum=1) > 1:
+    if check_int("workers", workers, minimum=1) > 1 and not all(status(shard_runs(runs, shard), out)):
         return run_in_processes(shard_runs(runs, shard), out, workers, max_minutes=max_minutes, progress=progress,
                                 command=command, packed=packed)
     if max_minutes is not None:

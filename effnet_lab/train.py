@@ -48,7 +48,9 @@ from .checks import check_int
 from .data import NUM_CLASSES, CifarData, DeviceLoader, load_cifar
 from .distributed import all_reduce_sum, barrier, start_processes
 from .files import save_torch, write_json
-from .optim import EMA, WarmupCosine, autocast, choose_precision, make_optimizer, make_schedule  # noqa: F401
+from .optim import (  # noqa: F401 (WarmupCosine: part of train's interface)
+    EMA, WarmupCosine, autocast, choose_precision, make_optimizer, make_schedule, take_step,
+)
 from .record import CHECKPOINT_FILE, RECORD_FILE, describe_model, make_record, peak_memory, run_folder_state  # noqa: F401
 from .recipes import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig  # noqa: F401 (part of train's interface)
 
@@ -299,11 +301,7 @@ def _train(model, config, data, processes, run_dir, saved, progress, description
                                          f"{data.name} needs {data.num_classes} (set num_classes={data.num_classes})")
                     checked_classes = True
                 loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            take_step(loss, optimizer, scaler, scheduler)
             if ema is not None:
                 ema.update(model)
             loss_sum += loss.detach()

@@ -93,7 +93,7 @@ def test_run_ids_are_stable_and_change_with_every_setting(monkeypatch):
         X.Run(run.experiment, run.spec.__class__(**{**vars(run.spec), "depth": run.spec.depth * 2}), run.baseline, run.train),
         X.Run(run.experiment, run.spec, run.baseline, {**run.train, "resolution": run.train["resolution"] + 1}),
         X.Run(run.experiment, run.spec, run.baseline, {**run.train, "seed": 7}),
-        X.Run(run.experiment, run.spec, run.baseline, {**run.train, "epochs": 3}),
+        X.Run(run.experiment, run.spec, run.baseline, {**run.train, "epochs": run.train["epochs"] + 1}),
         X.Run(run.experiment, run.spec, run.baseline, {**run.train, "lr": 0.5}),
         X.Run(run.experiment, run.spec, run.baseline, {**run.train, "dataset": "cifar100"}),
         X.Run(run.experiment, run.spec, X.Baseline(0.25, 0.5, 12, dropout=0.1), run.train),
@@ -153,7 +153,7 @@ def test_zero_init_candidate_starts_every_residual_block_as_the_identity():
     from effnet_lab.layers import MBConv
     from effnet_lab.model import build
 
-    run = next(run for run in X.plan("pilot", quick=True) if run.recipe == "sgd-zero-init")
+    run = next(run for run in X.plan("pilot", quick=False) if run.recipe == "sgd-zero-init")
     model = build(run.model_config(), seed=0)
     blocks = [m for m in model.modules() if isinstance(m, MBConv)]
     assert any(b.use_residual for b in blocks)
