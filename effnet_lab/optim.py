@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -124,5 +125,9 @@ def take_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, sche
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
-    scheduler.step()
+    with warnings.catch_warnings():
+        # In fp16 the scaler skips a step whose gradients overflowed (the first ones, while it
+        # finds its scale); the schedule moves on all the same, which PyTorch warns about.
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        scheduler.step()
 

@@ -250,9 +250,22 @@ def run_in_processes(runs: Sequence[Run], out, workers: int, **options) -> Sweep
 def _worker(job) -> SweepReport:
     import torch
 
+    _end_with_parent()
     runs, out, shard, options = job
     torch.set_num_threads(1)
     return run_sweep(runs, out, shard=shard, **options)
+
+
+def _end_with_parent() -> None:
+    """On Linux, a worker ends when the sweep that started it dies, even by SIGKILL: no orphan
+    trains on beside the rerun (the interrupted runs resume from their checkpoints)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: Ctrl-C still reaches every process of the group
+        pass
 
 
 def _train_runs(group, out, train_fn, data, progress, command, log) -> list[dict]:
