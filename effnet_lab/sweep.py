@@ -313,6 +313,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1 2; quick mode and grids: 0)")
     parser.add_argument("--epochs", type=int, help="training epochs of every run")
     parser.add_argument("--batch-size", type=int, help="training batch size of every run")
+    parser.add_argument("--subset-per-class", type=int, help="training images per class of every run (default: all; "
+                                                             "quick mode: the recipe's)")
+    parser.add_argument("--test-per-class", type=int, help="test images per class (default: the full test set)")
     parser.add_argument("--shard", default="1/1", help="train shard i of n (every n-th run from the i-th), e.g. 2/4")
     parser.add_argument("--out", help="results folder (default: <results folder>/sweeps)")
     parser.add_argument("--data", help=f"folder or .tar.gz with the images (default: ${settings.DATA_ENV} or found)")
@@ -338,7 +341,7 @@ def default_workers(quick: bool, device: str | None = None) -> int:
 
 def main(args: argparse.Namespace) -> int:
     shard = Shard.parse(args.shard)
-    overrides = {name: getattr(args, name) for name in ("batch_size", "data", "device")
+    overrides = {name: getattr(args, name) for name in ("batch_size", "subset_per_class", "test_per_class", "data", "device")
                  if getattr(args, name, None) is not None}
     runs = experiments.plan(args.experiments, quick=args.quick, phis=args.phis, seeds=args.seeds,
                             epochs=args.epochs, **overrides)

@@ -209,10 +209,10 @@ def test_cli_lists_the_plan_with_its_cost(tmp_path, capsys):
 @pytest.mark.slow
 def test_killing_the_real_sweep_and_rerunning_it_finishes_every_run_exactly_once(tmp_path, cifar10):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), EFFNET_LAB_QUICK="1")
-    settings = ["--phis", "1", "--seeds", "0", "--epochs", "2"]
+    settings = ["--phis", "1", "--seeds", "0", "--epochs", "2", "--subset-per-class", "60", "--test-per-class", "10"]
     command = [sys.executable, "-m", "effnet_lab", "sweep", "compare", *settings, "--out", str(tmp_path),
                "--no-progress"]
-    runs = X.plan("compare", quick=True, phis=[1], seeds=[0], epochs=2)
+    runs = X.plan("compare", quick=True, phis=[1], seeds=[0], epochs=2, subset_per_class=60, test_per_class=10)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     caught = None  # a run killed between its first checkpoint and its record
     deadline = time.time() + 240
