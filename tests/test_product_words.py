@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-THIS_FILE = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 # Words of a development workflow that a student or instructor has none of: tracker numbers,
-# a borrowed machine and its transfer folders, rehearsals of a job list.
+# a borrowed machine and its transfer folders, dry runs of a job list.
 DEVELOPMENT_WORDS = re.compile(
-    r"\bissue #?[0-9]|\bdevice tool|\blent\b|\blending\b|carried folder|\$OUT\b|rehears|gpu_jobs|gpu_next",
+    # (a bracket in each word, so that this line does not match itself)
+    r"\biss[u]e #?[0-9]|\bdev[i]ce tool|\bl[e]nt\b|\bl[e]nding\b|carr[i]ed folder|\$O[U]T\b|reh[e]ars|gpu_[j]obs|gpu_[n]ext",
     re.IGNORECASE,
 )
 MODULE_LINES = 460  # "none much over 450 lines": a module a newcomer can hold in their head
@@ -28,7 +28,7 @@ def tracked_text_files() -> list[Path]:
     files = []
     for name in listing.decode().split("\0"):
         path = ROOT / name
-        if name and name != THIS_FILE and path.is_file():
+        if name and path.is_file():
             data = path.read_bytes()
             if b"\0" not in data[:8192]:
                 files.append(path)
@@ -47,10 +47,11 @@ def test_no_tracked_file_speaks_of_how_the_project_was_developed():
     assert not found, "say it in terms of hardware, commands and data, or drop it:\n" + "\n".join(found[:30])
 
 
+# The examples are assembled from pieces so that this file itself holds none of the words.
 @pytest.mark.parametrize("line", [
-    "items 3 and 4 of issue 8", "on the GPU the device tool lent", "a GPU was lent twice",
-    "copy it into the carried folder", "files come back through $OUT", "rehearsed on the CPU",
-    "python3 benchmarks/gpu_jobs.py next",
+    "items 3 and 4 of " + "iss" + "ue 8", "on the GPU the " + "dev" + "ice tool " + "le" + "nt",
+    "a GPU was " + "le" + "nt twice", "copy it into the " + "carr" + "ied folder",
+    "files come back through $" + "OUT", "re" + "hearsed on the CPU", "python3 benchmarks/" + "gpu_" + "jobs.py next",
 ])
 def test_the_word_check_catches_development_words(line):
     assert development_words(line) == [line]
