@@ -4,8 +4,6 @@ command-line parser, and one CPU thread (an autouse fixture: import it)."""
 import argparse
 import zlib
 
-import pytest
-import torch
 
 from effnet_lab import nas
 from effnet_lab.nas import SearchSpace, arch_key
@@ -53,14 +51,3 @@ def parse(argv):
     nas.add_parser(parser.add_subparsers())
     return parser.parse_args(["nas", *argv])
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The search's tensors are small (a one-sample LSTM, children of a few hundred images):
-    one CPU thread runs them as fast as several, and on a busy machine far faster, as no
-    thread waits for another (on a loaded 2-core machine: 100 controller steps 44 s with two
-    threads, 1.7 s with one; one quick child trained in 14.5 s against 1.1 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -4,7 +4,9 @@ import pytest
 
 from effnet_lab import nas
 from effnet_lab.nas import Search, SearchSpace
-from nas_helpers import HashEvaluator, one_thread, parse  # noqa: F401 (one_thread: autouse)
+from nas_helpers import HashEvaluator, parse
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread
 
 
 def test_figures_are_made(tmp_path):

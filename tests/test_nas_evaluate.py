@@ -6,7 +6,8 @@ import torch
 from effnet_lab import nas, recipes
 from effnet_lab.data import CifarData
 from effnet_lab.nas import ProxyEvaluator, Search, SearchSpace, TrainEvaluator
-from nas_helpers import one_thread  # noqa: F401 (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread
 
 
 def test_the_proxy_says_it_is_not_a_real_evaluation(capsys):

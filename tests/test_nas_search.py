@@ -20,7 +20,9 @@ from effnet_lab.nas import (
     success_rate,
     winners_by_w,
 )
-from nas_helpers import HashEvaluator, one_thread, parse, stable, tiny_space  # noqa: F401 (one_thread: autouse)
+from nas_helpers import HashEvaluator, parse, stable, tiny_space
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread
 
 
 # --- the controller and REINFORCE -----------------------------------------------------------

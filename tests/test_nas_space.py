@@ -8,7 +8,8 @@ import torch
 from effnet_lab import nas
 from effnet_lab.model import build
 from effnet_lab.nas import Reward, SearchSpace, mnas_reward
-from nas_helpers import one_thread  # noqa: F401 (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread
 
 
 def test_default_space_size_and_decisions():

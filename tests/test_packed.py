@@ -22,6 +22,8 @@ from effnet_lab.packed import (
     unpack,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread
+
 # B0's first three stages on the cifar stem, a 64-channel head: every kind of layer EfficientNet
 # has (expansion, depthwise, squeeze-and-excitation, residual adds, the classifier), in milliseconds.
 SMALL = EfficientNetConfig(width=0.5, depth=1.0, stem="cifar", num_classes=10, dropout=0.0, drop_path_rate=0.0,
@@ -29,14 +31,6 @@ SMALL = EfficientNetConfig(width=0.5, depth=1.0, stem="cifar", num_classes=10, d
 N, BATCH, PIXELS = 3, 4, 8
 TOLERANCE = dict(atol=1e-10, rtol=1e-8)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Networks this small run faster on one thread than on two that wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def separate_models(config=SMALL, n=N):

@@ -19,6 +19,8 @@ from effnet_lab.train import RECORD_FILE, train
 
 from test_train import interrupt_epoch
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread
+
 # Quick mode's baseline (width and depth 0.25, 16 px) on a few real CIFAR-10 images: 3 steps an epoch.
 SMALL = dict(epochs=2, batch_size=10, subset_per_class=3, test_per_class=2, eval_batch_size=20)
 
@@ -48,14 +50,6 @@ def trained_models(group, out):
     packed.load_state_dict(saved["packed_state"])
     return unpack(packed)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Networks this small train faster on one thread than on two that wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_each_run_gets_its_own_record_and_finished_runs_are_not_trained_again(cifar10, tmp_path, monkeypatch):

@@ -26,14 +26,6 @@ SMALL = EfficientNetConfig(width=0.5, depth=1.0, stem="cifar", num_classes=10, d
                           stages=B0_STAGES[:2], head_channels=32)
 
 
-@pytest.fixture
-def one_thread():
-    """Networks this small run faster on one thread than on two that wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_without_cuda_the_graph_step_says_so_once_and_trains_exactly_like_the_eager_step(one_thread):
     network = pack([build(SMALL, seed=seed) for seed in range(2)])
