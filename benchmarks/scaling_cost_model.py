@@ -3,10 +3,11 @@
     PYTHONPATH=. python benchmarks/scaling_cost_model.py --quick            # the quick sweep's models (CPU)
     PYTHONPATH=. python benchmarks/scaling_cost_model.py --batch-size 32    # full-scale models, small batches (CPU)
     PYTHONPATH=. python benchmarks/scaling_cost_model.py --processes 1 4    # on a GPU: 1 and 4 processes side by side
+    PYTHONPATH=. python benchmarks/scaling_cost_model.py --from-runs results/scaling-quick/compare
 
 For every model of the comparison (baseline; width, depth, resolution and compound at
-phi = 1, 2, 3), it times training steps (forward, backward, SGD update; bf16 autocast and
-channels_last on CUDA, as the trainer does) on random images of the run's size, the models
+phi = 1, 2, 3), it times training steps (forward, backward and the update, with the run's optimizer, memory
+format and precision, as the trainer sets them up) on random images of the run's size, the models
 taking turns so that a busy machine slows them all alike, and prints the time per step
 relative to the baseline's next to the MACs relative to the baseline's. Then it fits
 
@@ -15,7 +16,9 @@ relative to the baseline's next to the MACs relative to the baseline's. Then it 
 (R: GMAC-images per second; o: the fixed cost of a step) and predicts the full sweep's time
 with the fitted numbers. ``--processes`` also measures the total images per second of several
 processes training side by side (``python -m effnet_lab sweep --shard i/n`` runs them so).
-``--json FILE`` saves everything.
+``--json FILE`` saves everything. ``--from-runs FOLDER`` fits the same model to whole runs
+instead: the training seconds that a sweep's records hold, against each run's arithmetic and
+fixed costs as ``effnet_lab.timing.CostModel`` counts them.
 """
 
 from __future__ import annotations
@@ -39,26 +42,27 @@ import torch.nn.functional as F  # noqa: E402
 from effnet_lab import experiments, settings  # noqa: E402
 from effnet_lab.checks import positive_float, positive_int  # noqa: E402
 from effnet_lab.model import build  # noqa: E402
+from effnet_lab.optim import make_optimizer  # noqa: E402
 
 
 def step_timer(run, batch_size: int, device: torch.device):
-    """A function that does one training step of ``run``'s model and returns its seconds."""
+    """A function that does one training step of ``run``'s model, set up as the trainer sets it up
+    (the run's optimizer, memory format and precision), and returns its seconds."""
+    config = run.train_config()
     model = build(run.model_config()).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = make_optimizer(model, config)
     on_cuda = device.type == "cuda"
-    if on_cuda:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     resolution = run.spec.resolution
-    x = torch.randn(batch_size, 3, resolution, resolution, device=device)
-    if on_cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, resolution, resolution, device=device).contiguous(memory_format=memory_format)
     y = torch.randint(0, 10, (batch_size,), device=device)
 
     def step() -> float:
         if on_cuda:
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda and config.amp):
             loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -86,6 +90,40 @@ def fit(rows: list[dict], batch_size: int) -> tuple[float, float, float]:
         keep.remove(negative[0])
     per_gmac, per_block, per_step = (coefficients.get(k, 0.0) for k in range(3))
     return (1 / per_gmac if per_gmac > 0 else float("inf")), per_block, per_step
+
+
+def fit_runs(folder) -> dict:
+    """Fit R, b and the per-run seconds s to the finished runs in ``folder`` (their recorded
+    training seconds); o is left at zero, as the step-time fits put it."""
+    from effnet_lab import results
+
+    known = {run.run_id: run for name in experiments.EXPERIMENTS for quick in (True, False)
+             for run in experiments.plan(name, quick=quick)}
+    unit = experiments.CostModel("features", gmac_images_per_second=1.0, seconds_per_block=1.0,
+                                 seconds_per_step=0.0, seconds_per_run=0.0)
+    rows = [(known[r["run_id"]], r) for r in results.read_runs(folder) if r["run_id"] in known]
+    if not rows:
+        raise SystemExit(f"no finished run of this version's experiments in {folder}")
+    features = torch.tensor([[*unit.parts(run), 1.0] for run, _ in rows], dtype=torch.float64)
+    seconds = torch.tensor([[r["train_seconds"]] for _, r in rows], dtype=torch.float64)
+    keep = [0, 1, 2]
+    while True:
+        solution = dict(zip(keep, torch.linalg.lstsq(features[:, keep], seconds).solution.flatten().tolist()))
+        negative = [k for k, v in solution.items() if v < 0]
+        if not negative:
+            break
+        keep.remove(negative[0])
+    per_gmac, per_block, per_run = (solution.get(k, 0.0) for k in range(3))
+    fitted = experiments.CostModel("fitted", 1 / per_gmac, per_block, 0.0, per_run)
+    print(f"{'run':<20} {'seconds':>8} {'fitted':>8}")
+    for run, record in rows:
+        print(f"{run.spec.label:<20} {record['train_seconds']:>8.1f} {fitted.run_seconds(run):>8.1f}")
+    print(f"fit over {len(rows)} runs: R = {fitted.gmac_images_per_second:.3g} GMAC-images/s, "
+          f"b = {per_block * 1000:.2f} ms per block and step, s = {per_run:.1f} s per run")
+    return {"runs": str(folder), "fit": {"gmac_images_per_second": fitted.gmac_images_per_second,
+                                         "seconds_per_block": per_block, "seconds_per_run": per_run},
+            "rows": [{"label": run.spec.label, "seconds": r["train_seconds"], "fitted": fitted.run_seconds(run)}
+                     for run, r in rows]}
 
 
 def measure(runs, batch_size: int, steps: int, repeats: int, device: torch.device) -> list[dict]:
@@ -152,6 +190,7 @@ def main(argv=None) -> int:
     parser.add_argument("--processes", type=positive_int, nargs="*", default=[], help="also measure N processes side by side")
     parser.add_argument("--seconds", type=positive_float, default=15.0, help="length of each side-by-side measurement")
     parser.add_argument("--json", default=None, help="save the results to this file")
+    parser.add_argument("--from-runs", metavar="FOLDER", help="fit to the finished runs of a sweep folder instead")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -160,6 +199,11 @@ def main(argv=None) -> int:
     args.batch_size = args.batch_size or scale.train["batch_size"]
     if args.worker:
         worker(args)
+        return 0
+    if args.from_runs:
+        result = fit_runs(args.from_runs)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         return 0
 
     device = torch.device(args.device or settings.default_device())

@@ -154,7 +154,7 @@ def run_sweep(
     (measured speeds correct it as runs finish). ``packed``: train the runs that differ only by
     their seed together, as one grouped network (``effnet_lab.packed_train``); the budget counts
     a group as the sum of its runs for now. ``workers``: train in this many processes side by
-    side, each taking every ``workers``-th run of this shard (``run_in_processes``).
+    side, each taking the next run of this shard when it is free (``run_in_processes``).
     """
     start = time.perf_counter()
     runs = list(runs)
@@ -227,19 +227,24 @@ def _reuse_twin(run: Run, out) -> None:
             return
 
 
-def run_in_processes(runs: Sequence[Run], out, workers: int, **options) -> SweepReport:
-    """Train ``runs`` in ``workers`` processes side by side, process i taking shard i/workers,
-    one CPU thread each: on a CPU the quick mode's small networks leave a second thread idle
-    (it waits for the first), and a second process fills the core instead. Each process loads
-    the data from its cache; the run folders are the only thing they share, and no two
-    processes ever train the same run. Their progress lines go to the terminal."""
+def run_in_processes(runs: Sequence[Run], out, workers: int, *, max_minutes: float | None = None,
+                     packed: bool = False, **options) -> SweepReport:
+    """Train ``runs`` in ``workers`` processes side by side, one CPU thread each: on a CPU the
+    quick mode's small networks leave a second thread idle (it waits for the first), and a
+    second process fills the core instead. A process that is free takes the next run (or seed
+    group, ``packed``), the longest first by the cost model, so that no process waits at the
+    end while another still has a long run ahead. The run folders are the only thing the
+    processes share, and no two ever train the same run. Their progress lines go to the terminal."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     start, report = time.perf_counter(), SweepReport()
-    jobs = [(list(runs), out, Shard(index, workers), options) for index in range(1, workers + 1)]
+    groups = work_order(runs, packed)
+    deadline = None if max_minutes is None else time.time() + max_minutes * 60
+    jobs = [(group, out, deadline, (number, len(groups)), dict(options, packed=packed))
+            for number, group in enumerate(groups, 1)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for part in pool.map(_worker, jobs):
+        for part in pool.map(_worker, jobs):  # handed out in order, each to the first free process
             report.trained += part.trained
             report.skipped += part.skipped
             report.left += part.left
@@ -247,13 +252,39 @@ def run_in_processes(runs: Sequence[Run], out, workers: int, **options) -> Sweep
     return report
 
 
+def work_order(runs: Sequence[Run], packed: bool = False) -> list[list[Run]]:
+    """The runs (or, ``packed``, the seed groups) as processes side by side take them: the
+    longest first by the cost model, so the short ones fill the gaps at the end."""
+    from .packed_train import seed_groups
+
+    model = cost_model(runs[0].train.get("device"))
+    groups = seed_groups(runs) if packed else [[run] for run in runs]
+    return sorted(groups, key=lambda group: sum(model.run_seconds(run) for run in group), reverse=True)
+
+
+_DATA = {}  # a process's images, loaded once for all the runs it trains
+
+
 def _worker(job) -> SweepReport:
     import torch
 
+    from .data import load_cifar
+
     _end_with_parent()
-    runs, out, shard, options = job
+    group, out, deadline, (number, total), options = job
     torch.set_num_threads(1)
-    return run_sweep(runs, out, shard=shard, **options)
+    minutes_left = None if deadline is None else (deadline - time.time()) / 60
+    if minutes_left is not None and minutes_left <= 0:
+        return SweepReport(left=[run.run_id for run in group])
+    config = group[0].train
+    key = (config.get("dataset", "cifar10"), config.get("data"))
+    if key not in _DATA:
+        _DATA[key] = load_cifar(*key, progress=False)
+
+    def log(line: str) -> None:  # this call trains one group of the sweep: number it within the sweep
+        print(f"[{number}/{total}]{line[len('[1/1]'):]}" if line.startswith("[1/1]") else line, flush=True)
+
+    return run_sweep(group, out, max_minutes=minutes_left, data=_DATA[key], log=log, **options)
 
 
 def _end_with_parent() -> None:

@@ -34,6 +34,10 @@ class CostModel:
     seconds_per_block: float
     seconds_per_step: float
     seconds_per_run: float = 5.0  # building the model, moving the data, counting, writing
+    # Processes side by side: on a CPU each has a core of its own (one thread each, up to the
+    # number of cores), so all of their work overlaps; on a GPU they share the one device, so
+    # only their fixed costs (Python, kernel launches) overlap.
+    own_cores: bool = False
 
     def parts(self, run) -> tuple[float, float]:
         """(arithmetic seconds, fixed-cost seconds) of ``run``."""
@@ -59,11 +63,11 @@ class CostModel:
 # - 4 ms per step for the stem, head, loss and optimizer; 8 s per run to start and finish.
 H100_ASSUMED = CostModel("H100 (assumed, conservative)", gmac_images_per_second=1000.0, seconds_per_block=0.0008,
                          seconds_per_step=0.004, seconds_per_run=8.0)
-# Fitted to the quick sweep's models on the development machine's CPU (1 thread; 2 cores shared
-# with other work, so on the slow side): benchmarks/scaling_cost_model.py --quick, see
+# Fitted to the quick sweep's runs (their recorded seconds) on the development machine's CPU,
+# two processes side by side with one thread each, nothing else running: see
 # results/cost_model/README.md.
-CPU_MEASURED = CostModel("CPU (measured, 1 thread)", gmac_images_per_second=0.46, seconds_per_block=0.0146,
-                         seconds_per_step=0.072, seconds_per_run=2.0)
+CPU_MEASURED = CostModel("CPU (measured, 1 thread a process)", gmac_images_per_second=2.2, seconds_per_block=0.0062,
+                         seconds_per_step=0.0, seconds_per_run=2.0, own_cores=True)
 
 
 def cost_model(device=None) -> CostModel:
@@ -75,12 +79,11 @@ def cost_model(device=None) -> CostModel:
 def estimate_seconds(runs: Sequence, model: CostModel | None = None, processes: int = 1) -> float:
     """Predicted wall-clock seconds of ``runs``, with ``processes`` of them running side by side.
 
-    Conservative about running side by side: the fixed costs (Python, kernel launches) overlap,
-    the arithmetic does not (the device does it for all processes in turn).
+    On a CPU (``own_cores``) the processes share out all of the work; on a GPU, conservatively,
+    only the fixed costs overlap and the device does the arithmetic of all processes in turn.
     """
     model = model or cost_model()
     processes = check_int("processes", processes, minimum=1)
     parts = [model.parts(run) for run in runs]
-    return sum(arithmetic for arithmetic, _ in parts) + sum(fixed for _, fixed in parts) / processes
-
-
+    arithmetic, fixed = sum(a for a, _ in parts), sum(f for _, f in parts)
+    return (arithmetic + fixed) / processes if model.own_cores else arithmetic + fixed / processes

@@ -3,7 +3,6 @@ the code the student writes filled in from the worked solutions (solutions/), wh
 checks."""
 
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,6 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 600
-SHIPPED_QUICK = ROOT / "results" / "scaling-quick" / "compare"  # lesson 05's live sweep, run before
 if str(ROOT) not in sys.path:  # solutions/ is imported from the checkout, like the lessons' package
     sys.path.insert(0, str(ROOT))
 
@@ -80,13 +78,6 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, request):
     # Runs, checkpoints and figures made by the lesson go to a temporary folder, not the checkout.
     monkeypatch.setenv("EFFNET_LAB_RESULTS", str(tmp_path / "runs"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    if path.name.startswith("05"):
-        # Lesson 05's live sweep in quick mode is the shipped quick comparison (the same plan, so
-        # the same run ids): its run folders are put where the lesson trains, and the lesson finds
-        # every run finished, as it does when a student runs the cell twice. Training them takes
-        # minutes on 2 cores; tests/test_sweep.py trains real sweeps, tests/test_results.py checks
-        # the shipped runs learn.
-        shutil.copytree(SHIPPED_QUICK, tmp_path / "runs" / "lesson05" / "compare")
     client = nbclient.NotebookClient(
         notebook,
         timeout=CELL_TIMEOUT_S,

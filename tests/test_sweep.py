@@ -256,6 +256,26 @@ def test_workers_split_the_plan_between_processes_and_train_every_run_once(tmp_p
     assert 1 <= S.default_workers(quick=True, device="cpu") <= 4
 
 
+def test_processes_side_by_side_take_the_longest_runs_first_and_keep_seed_groups_whole():
+    runs = X.plan("compare", quick=True, phis=[1, 2], seeds=[0, 1])
+    model = X.cost_model("cpu")
+    order = S.work_order(runs)
+    seconds = [model.run_seconds(group[0]) for group in order]
+    assert sorted(run.run_id for group in order for run in group) == sorted(run.run_id for run in runs)
+    assert seconds == sorted(seconds, reverse=True) and seconds[0] > 2 * seconds[-1]
+    packed = S.work_order(runs, packed=True)
+    assert len(packed) == len(runs) // 2 and all(sorted(run.seed for run in group) == [0, 1] for group in packed)
+
+
+def test_side_by_side_estimates_share_all_work_on_cpu_cores_but_only_fixed_costs_on_one_gpu():
+    runs = X.plan("compare", quick=True, phis=[1], seeds=[0])
+    cpu, gpu = X.cost_model("cpu"), X.cost_model("cuda")
+    assert X.estimate_seconds(runs, cpu, processes=2) == pytest.approx(X.estimate_seconds(runs, cpu) / 2)
+    arithmetic = sum(gpu.parts(run)[0] for run in runs)
+    fixed = sum(gpu.parts(run)[1] for run in runs)
+    assert X.estimate_seconds(runs, gpu, processes=2) == pytest.approx(arithmetic + fixed / 2)
+
+
 def test_a_run_two_experiments_share_is_trained_once(tmp_path):
     compare = X.plan("compare", quick=True, phis=[1], seeds=[0])
     grid = X.plan("grid", quick=True)
