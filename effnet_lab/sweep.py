@@ -281,8 +281,9 @@ def _worker(job) -> SweepReport:
     if key not in _DATA:
         _DATA[key] = load_cifar(*key, progress=False)
 
-    def log(line: str) -> None:  # this call trains one group of the sweep: number it within the sweep
-        print(f"[{number}/{total}]{line[len('[1/1]'):]}" if line.startswith("[1/1]") else line, flush=True)
+    def log(line: str) -> None:  # this call trains one group of the sweep: number its lines within the sweep
+        print(f"[{number}/{total}]{line[len('[1/1]'):]}" if line.startswith("[1/1]") else f"[{number}/{total}]{line}",
+              flush=True)
 
     return run_sweep(group, out, max_minutes=minutes_left, data=_DATA[key], log=log, **options)
 

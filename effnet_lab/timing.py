@@ -63,11 +63,12 @@ class CostModel:
 # - 4 ms per step for the stem, head, loss and optimizer; 8 s per run to start and finish.
 H100_ASSUMED = CostModel("H100 (assumed, conservative)", gmac_images_per_second=1000.0, seconds_per_block=0.0008,
                          seconds_per_step=0.004, seconds_per_run=8.0)
-# Fitted to the quick sweep's runs (their recorded seconds) on the development machine's CPU,
-# two processes side by side with one thread each, nothing else running: see
+# Fitted to the shipped quick comparison's runs (results/scaling-quick/compare: their recorded
+# training seconds, two processes side by side with one thread each on the development
+# machine's 2 idle cores): benchmarks/scaling_cost_model.py --from-runs, see
 # results/cost_model/README.md.
-CPU_MEASURED = CostModel("CPU (measured, 1 thread a process)", gmac_images_per_second=2.2, seconds_per_block=0.0062,
-                         seconds_per_step=0.0, seconds_per_run=2.0, own_cores=True)
+CPU_MEASURED = CostModel("CPU (measured, 1 thread a process)", gmac_images_per_second=2.86, seconds_per_block=0.0047,
+                         seconds_per_step=0.0, seconds_per_run=4.7, own_cores=True)
 
 
 def cost_model(device=None) -> CostModel:
