@@ -234,20 +234,30 @@ def run_in_processes(runs: Sequence[Run], out, workers: int, *, max_minutes: flo
     second process fills the core instead. A process that is free takes the next run (or seed
     group, ``packed``), the longest first by the cost model, so that no process waits at the
     end while another still has a long run ahead. The run folders are the only thing the
-    processes share, and no two ever train the same run. Their progress lines go to the terminal."""
+    processes share, and no two ever train the same run. Each prints a line as it starts and
+finishes a run; ``progress`` shows one bar here that counts the runs."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
 
     start, report = time.perf_counter(), SweepReport()
     groups = work_order(runs, packed)
     deadline = None if max_minutes is None else time.time() + max_minutes * 60
-    jobs = [(group, out, deadline, (number, len(groups)), dict(options, packed=packed))
+    # One bar here, counting runs: the processes' own step bars would overwrite each other.
+    show_bar = options.pop("progress", True)
+    jobs = [(group, out, deadline, (number, len(groups)), dict(options, packed=packed, progress=False))
             for number, group in enumerate(groups, 1)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for part in pool.map(_worker, jobs):  # handed out in order, each to the first free process
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            tqdm(total=sum(len(group) for group in groups), unit="run", desc=f"{workers} processes",
+                 disable=not show_bar) as bar:
+        futures = [pool.submit(_worker, job) for job in jobs]  # handed out in order, each to the first free process
+        for future in as_completed(futures):
+            part = future.result()
             report.trained += part.trained
             report.skipped += part.skipped
             report.left += part.left
+            bar.update(len(part.trained) + len(part.skipped) + len(part.left))
     report.seconds = time.perf_counter() - start
     return report
 
