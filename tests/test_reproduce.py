@@ -85,7 +85,7 @@ def test_a_one_piece_job_that_does_not_fit_the_minutes_left_is_not_started(tmp_p
     assert not (out / "time-to-accuracy").exists()
 
 
-def test_a_sweep_gets_the_minutes_left_and_stops_within_them(tmp_path, capfd):
+def test_a_sweep_gets_the_minutes_left_and_stops_within_them(tmp_path, capfd, cifar10):
     out = tmp_path / "out"
     # 1.1 minutes, less what reproduce took to start and half a minute to write, leaves the sweep
     # about a third of a minute: room for a few of the quick grid's runs (the cost model says
