@@ -74,21 +74,26 @@ def step_timer(run, batch_size: int, device: torch.device):
     return step
 
 
+def least_squares(features: list[list[float]], seconds: list[float]) -> list[float]:
+    """Coefficients c >= 0 with features @ c closest to seconds: a coefficient the data cannot
+    support (below zero) is set to zero and the rest fitted again."""
+    features = torch.tensor(features, dtype=torch.float64)
+    seconds = torch.tensor(seconds, dtype=torch.float64).unsqueeze(1)
+    keep = list(range(features.shape[1]))
+    while True:
+        coefficients = dict(zip(keep, torch.linalg.lstsq(features[:, keep], seconds).solution.flatten().tolist()))
+        negative = [k for k, v in coefficients.items() if v < 0]
+        if not negative:
+            return [coefficients.get(k, 0.0) for k in range(features.shape[1])]
+        keep.remove(negative[0])
+
+
 def fit(rows: list[dict], batch_size: int) -> tuple[float, float, float]:
     """Least squares of seconds per step = batch x GMACs / R + blocks x b + o over the models.
 
     Returns (R, b, o); a coefficient the data cannot support (below zero) is set to zero."""
-    features = torch.tensor([[batch_size * r["mmacs"] / 1000, r["blocks"], 1.0] for r in rows], dtype=torch.float64)
-    seconds = torch.tensor([[r["ms_per_step"] / 1000] for r in rows], dtype=torch.float64)
-    keep = [0, 1, 2]
-    while True:
-        solution = torch.linalg.lstsq(features[:, keep], seconds).solution.flatten().tolist()
-        coefficients = dict(zip(keep, solution))
-        negative = [k for k, v in coefficients.items() if v < 0]
-        if not negative:
-            break
-        keep.remove(negative[0])
-    per_gmac, per_block, per_step = (coefficients.get(k, 0.0) for k in range(3))
+    per_gmac, per_block, per_step = least_squares([[batch_size * r["mmacs"] / 1000, r["blocks"], 1.0] for r in rows],
+                                                  [r["ms_per_step"] / 1000 for r in rows])
     return (1 / per_gmac if per_gmac > 0 else float("inf")), per_block, per_step
 
 
@@ -104,16 +109,8 @@ def fit_runs(folder) -> dict:
     rows = [(known[r["run_id"]], r) for r in results.read_runs(folder) if r["run_id"] in known]
     if not rows:
         raise SystemExit(f"no finished run of this version's experiments in {folder}")
-    features = torch.tensor([[*unit.parts(run), 1.0] for run, _ in rows], dtype=torch.float64)
-    seconds = torch.tensor([[r["train_seconds"]] for _, r in rows], dtype=torch.float64)
-    keep = [0, 1, 2]
-    while True:
-        solution = dict(zip(keep, torch.linalg.lstsq(features[:, keep], seconds).solution.flatten().tolist()))
-        negative = [k for k, v in solution.items() if v < 0]
-        if not negative:
-            break
-        keep.remove(negative[0])
-    per_gmac, per_block, per_run = (solution.get(k, 0.0) for k in range(3))
+    per_gmac, per_block, per_run = least_squares([[*unit.parts(run), 1.0] for run, _ in rows],
+                                                 [r["train_seconds"] for _, r in rows])
     fitted = experiments.CostModel("fitted", 1 / per_gmac, per_block, 0.0, per_run)
     print(f"{'run':<20} {'seconds':>8} {'fitted':>8}")
     for run, record in rows:

@@ -235,7 +235,7 @@ def run_in_processes(runs: Sequence[Run], out, workers: int, *, max_minutes: flo
     group, ``packed``), the longest first by the cost model, so that no process waits at the
     end while another still has a long run ahead. The run folders are the only thing the
     processes share, and no two ever train the same run. Each prints a line as it starts and
-finishes a run; ``progress`` shows one bar here that counts the runs."""
+    finishes a run; ``progress`` shows one bar here that counts the runs."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
