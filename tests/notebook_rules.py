@@ -150,6 +150,12 @@ def dotted(node: ast.AST) -> str:
     return ""
 
 
+def assigned_values(tree: ast.Module, name: str) -> list[ast.expr]:
+    """The values assigned to the variable ``name`` anywhere in ``tree``."""
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)]
+
+
 def network_uses(tree: ast.Module):
     """(node, what) for everything in a cell that needs the internet."""
     for node in ast.walk(tree):
@@ -376,20 +382,12 @@ def check_setup_cell(path: Path) -> list[str]:
     if tree is None:
         return ["the set-up cell is not valid Python"]
     problems = []
-    assignments = [
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SAVE_TO_DRIVE" for t in node.targets)
-    ]
+    assignments = assigned_values(tree, "SAVE_TO_DRIVE")
     if not assignments:
         problems.append("the set-up cell does not offer SAVE_TO_DRIVE")
     elif not all(isinstance(v, ast.Constant) and v.value is False for v in assignments):
         problems.append("SAVE_TO_DRIVE must default to False (Drive is mounted only when the student asks)")
-    quick = [
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "QUICK" for t in node.targets)
-    ]
+    quick = assigned_values(tree, "QUICK")
     if not quick:
         problems.append("the set-up cell does not offer QUICK (None: quick mode exactly when there is no GPU)")
     elif not all(isinstance(v, ast.Constant) and v.value is None for v in quick):
