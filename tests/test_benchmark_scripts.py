@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,16 +46,7 @@ def test_time_to_accuracy_plans_trains_and_resumes_with_the_same_plan(cifar10, t
     assert json.loads((out / "plan.json").read_text()) == plan  # no second probe, same epochs
 
 
-def _script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tta = _script("time_to_accuracy")
+tta = load_script("benchmarks/time_to_accuracy.py")
 
 
 def test_the_plan_fits_the_epochs_after_the_start_up_into_95_percent_of_the_budget():
@@ -100,7 +92,7 @@ def test_bf16_emulation_gives_the_numbers_bf16_autocast_gives_and_keeps_fp32_mas
 
     from effnet_lab.model import efficientnet
 
-    precision_check = _script("precision_check")
+    precision_check = load_script("benchmarks/precision_check.py")
     torch.manual_seed(0)
     model = efficientnet(0.5, 1.0, num_classes=10, stem="cifar", dropout=0.0).train()
     emulated = precision_check.emulate_bf16(copy.deepcopy(model)).train()
@@ -151,7 +143,7 @@ def test_precision_check_trains_diagnoses_and_summarises_on_a_cpu(cifar10, tmp_p
 
 @pytest.mark.slow
 def test_a_failed_diagnosis_does_not_stop_the_runs_and_finished_runs_are_not_trained_again(cifar10, tmp_path, monkeypatch):
-    precision_check = _script("precision_check")
+    precision_check = load_script("benchmarks/precision_check.py")
 
     def broken(*args, **kwargs):
         raise RuntimeError("a kernel this GPU lacks")

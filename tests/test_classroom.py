@@ -1,10 +1,10 @@
 """scripts/classroom_pack.py renders a lesson, executed in quick mode, to HTML with its figures."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 pytest.importorskip("nbconvert")
 nbformat = pytest.importorskip("nbformat")
@@ -13,18 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "notebooks" / "03_inverted_residuals_and_linear_bottlenecks.ipynb"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("classroom_pack", ROOT / "scripts" / "classroom_pack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_one_lesson_renders_with_its_figures(tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws the figures
-    pack = load_script()
+    pack = load_script("scripts/classroom_pack.py")
     assert pack.main(["--lessons", "03", "--out", str(tmp_path), "--solutions"]) == 0
     page = (tmp_path / (LESSON.stem + ".html")).read_text()
     figures = [cell for cell in nbformat.read(LESSON, as_version=4).cells
@@ -38,5 +31,5 @@ def test_one_lesson_renders_with_its_figures(tmp_path, monkeypatch):
 
 def test_unknown_lessons_are_refused(capsys):
     with pytest.raises(SystemExit):
-        load_script().main(["--lessons", "42"])
+        load_script("scripts/classroom_pack.py").main(["--lessons", "42"])
     assert "no lesson" in capsys.readouterr().err

